@@ -1,0 +1,212 @@
+"""Loading YAML safely, with the line and column of every key and value kept for error messages.
+
+Scalars stay strings unless they are null or true/false: versions such as `3.10` or `12.6` must not
+become floats, and `no` must not become False. pydantic converts strings to numbers where a model
+asks for one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from builder.errors import Diagnostic
+
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 200_000
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+class MarkedDict(dict[str, Any]):
+    """A mapping that remembers where each key and value stood in the file."""
+
+    start: Mark
+    key_marks: dict[str, Mark]
+    value_marks: dict[str, Mark]
+
+
+class MarkedList(list[Any]):
+    start: Mark
+    item_marks: list[Mark]
+
+
+class YamlProblem(Exception):
+    def __init__(self, mark: Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+def _mark(node: Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2-style booleans, no implicit numbers or dates, and marks."""
+
+    depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                mark = Mark(event.start_mark.line + 1, event.start_mark.column + 1)
+                raise YamlProblem(mark, f"document is nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> MarkedDict:  # type: ignore[override]
+        seen: dict[str, Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise YamlProblem(_mark(key_node), "mapping keys must be plain strings")
+            key = str(key_node.value)
+            if key in seen:
+                first = seen[key]
+                raise YamlProblem(_mark(key_node), f"duplicate key '{key}' (first defined at line {first.line})")
+            seen[key] = _mark(key_node)
+        self.flatten_mapping(node)
+        result = MarkedDict()
+        result.start = _mark(node)
+        result.key_marks = {}
+        result.value_marks = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise YamlProblem(_mark(key_node), "mapping keys must be plain strings")
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_marks[key] = _mark(key_node)
+            result.value_marks[key] = _mark(value_node)
+        return result
+
+    def construct_sequence(self, node: SequenceNode, deep: bool = False) -> MarkedList:
+        result = MarkedList(self.construct_object(child, deep=True) for child in node.value)
+        result.start = _mark(node)
+        result.item_marks = [_mark(child) for child in node.value]
+        return result
+
+    def construct_undefined(self, node: Node) -> Any:
+        tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+        raise YamlProblem(_mark(node), f"unsupported tag '{tag}' (only plain YAML is allowed)")
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"), list("tf"))
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)
+_Loader.add_constructor(None, _Loader.construct_undefined)
+for _tag in ("int", "float", "timestamp", "binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _Loader.construct_undefined)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _Loader.construct_yaml_bool)  # type: ignore[type-var]
+
+
+def _expanded_size(node: Node, memo: dict[int, int]) -> int:
+    """Nodes the document would have with every alias copied out: bounds 'billion laughs' inputs."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # an alias cycle counts once instead of looping
+    if isinstance(node, MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, MAX_EXPANDED_NODES + 1)
+    return memo[key]
+
+
+def _decode(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise YamlProblem(Mark(line, column), f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x})") from None
+    return text.removeprefix("\ufeff")
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse one YAML document; raises YamlProblem with a position on any problem."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise YamlProblem(Mark(1, 1), "file is empty (expected a YAML mapping)")
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise YamlProblem(_mark(node), f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases")
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if problem.startswith("but ") and exc.context:
+            problem = f"{exc.context}, {problem}"
+        if isinstance(exc, ConstructorError) and "constructor" in problem:
+            problem = "unsupported tag (only plain YAML is allowed)"
+        raise YamlProblem(where, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(Mark(1, 1), f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlProblem(Mark(1, 1), f"document is nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: Path) -> tuple[Any, list[Diagnostic]]:
+    """Read and parse one file: the document, or a diagnostic saying why there is none."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Diagnostic(path, 1, 1, f"cannot read file: {exc.strerror}")]
+    try:
+        if len(data) > MAX_FILE_BYTES:
+            raise YamlProblem(Mark(1, 1), f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        document = parse_yaml(_decode(data))
+    except YamlProblem as problem:
+        return None, [Diagnostic(path, problem.mark.line, problem.mark.column, problem.message)]
+    if not isinstance(document, MarkedDict):
+        kind = "a list" if isinstance(document, list) else "a single value"
+        return None, [Diagnostic(path, 1, 1, f"expected a YAML mapping at the top level, found {kind}")]
+    return document, []
+
+
+def mark_of(document: MarkedDict, loc: tuple[str | int, ...], *, key: bool = False) -> Mark:
+    """Where the value (or with key=True, the key) at `loc` stands; the nearest parent if it is absent."""
+    node: Any = document
+    mark = document.start
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, MarkedDict) and isinstance(part, str) and part in node:
+            mark = node.key_marks[part] if (last and key) else node.value_marks[part]
+            node = node[part]
+        elif isinstance(node, MarkedList) and isinstance(part, int) and 0 <= part < len(node):
+            mark = node.item_marks[part]
+            node = node[part]
+        elif isinstance(node, MarkedDict | MarkedList):
+            # A key the document lacks (a missing field) or a union tag pydantic inserted: stop here.
+            if last or not isinstance(part, str):
+                return mark
+        else:
+            return mark
+    return mark
