@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 import typing
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar

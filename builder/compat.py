@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from builder.models import Cell, Constraints, Device, Match, ObtainStep, PackageRef, Recipe, Stack
 
@@ -28,7 +28,11 @@ def specifier_problem(text: str | None) -> str | None:
 
 
 def _contains(spec: str, version: str) -> bool:
-    return Version(version) in SpecifierSet(spec)
+    """Whether `version` satisfies `spec`; a malformed spec is reported by the checks, so ignore it here."""
+    try:
+        return Version(version) in SpecifierSet(spec)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,9 @@ def torch_arch_list(archs: list[str]) -> str:
 
 
 def cmake_architectures(archs: list[str]) -> str:
-    """CMAKE_CUDA_ARCHITECTURES spelling: '87;90a' (a '+PTX' entry adds its virtual arch)."""
+    """CMAKE_CUDA_ARCHITECTURES spelling: '87;90a' (CMake builds SASS and PTX for each)."""
     parts = []
     for text in archs:
         arch = CudaArch.parse(text)
-        base = f"{arch.major}{arch.minor}{arch.suffix}"
-        parts.append(f"{base}-real" if not arch.ptx else base)
+        parts.append(f"{arch.major}{arch.minor}{arch.suffix}")
     return ";".join(parts)

@@ -24,7 +24,7 @@ class BuilderError(Exception):
 
     def lines(self) -> list[str]:
         text = f"error: {self.message}"
-        return [text if self.hint is None else f"{text} (hint: {self.hint})"]
+        return [one_line(text if self.hint is None else f"{text} (hint: {self.hint})")]
 
 
 class UsageError(BuilderError):
@@ -49,7 +49,8 @@ class Diagnostic:
     message: str
 
     def render(self, relative_to: Path | None = None) -> str:
-        return f"{display_path(self.path, relative_to)}:{self.line}:{self.column}: error: {self.message}"
+        text = f"{display_path(self.path, relative_to)}:{self.line}:{self.column}: error: {self.message}"
+        return one_line(text)
 
 
 class InvalidCatalogue(BuilderError):
@@ -71,3 +72,8 @@ def display_path(path: Path, relative_to: Path | None = None) -> str:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
+
+
+def one_line(text: str) -> str:
+    """Escape anything that would break a message's one line (newlines and other control characters)."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -9,7 +9,7 @@ from builder.errors import BuilderError
 
 VARIABLES = {
     "torch_cuda_arch_list": "the cell's CUDA arch list as TORCH_CUDA_ARCH_LIST, e.g. 8.7",
-    "cmake_cuda_architectures": "the arch list as CMAKE_CUDA_ARCHITECTURES, e.g. 87-real",
+    "cmake_cuda_architectures": "the arch list as CMAKE_CUDA_ARCHITECTURES, e.g. 87;90a",
     "cuda_version": "the cell's CUDA version, e.g. 12.6",
     "cuda_home": "the CUDA toolkit directory in the devel image",
     "python_version": "the cell's Python version, e.g. 3.10",

@@ -148,7 +148,12 @@ def _decode(data: bytes) -> str:
 
 def parse_yaml(text: str) -> Any:
     """Parse one YAML document; raises YamlProblem with a position on any problem."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        mark = Mark(before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1)
+        raise YamlProblem(mark, f"invalid YAML: character 0x{exc.character:02x} is not allowed") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -157,8 +162,8 @@ def parse_yaml(text: str) -> Any:
             raise YamlProblem(_mark(node), f"document expands to more than {MAX_EXPANDED_NODES} nodes through aliases")
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
+        position = exc.problem_mark or exc.context_mark
+        where = Mark(position.line + 1, position.column + 1) if position is not None else Mark(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         if problem.startswith("but ") and exc.context:
             problem = f"{exc.context}, {problem}"

@@ -1,0 +1,57 @@
+"""The project's own files: pixi manifest, workflows, lint and types (real tools, so integration)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+import jsonschema
+import pytest
+
+from tests.conftest import ROOT
+
+SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+
+
+def test_pixi_manifest_matches_pixis_schema() -> None:
+    schema = json.loads((SHARED_SCHEMAS / "pixi-manifest.schema.json").read_text())
+    manifest = tomllib.loads((ROOT / "pixi.toml").read_text())
+    jsonschema.validate(manifest, schema, cls=jsonschema.Draft7Validator)
+    assert manifest["workspace"]["platforms"] == ["linux-64", "linux-aarch64"]
+    assert set(manifest["tasks"]) >= {"build", "test", "lint"}
+    assert manifest["pypi-dependencies"]["builder"]["editable"] is True
+
+
+def test_pixi_schema_rejects_a_broken_manifest() -> None:
+    schema = json.loads((SHARED_SCHEMAS / "pixi-manifest.schema.json").read_text())
+    manifest = tomllib.loads((ROOT / "pixi.toml").read_text())
+    manifest["workspace"]["platform"] = manifest["workspace"].pop("platforms")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, schema, cls=jsonschema.Draft7Validator)
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        [sys.executable, "-m", "mypy"],
+        ["check-jsonschema", "--builtin-schema", "vendor.github-workflows", ".github/workflows/build.yml"],
+        ["zizmor", "--offline", ".github/workflows"],
+    ],
+    ids=["ruff", "ruff-format", "mypy", "workflow-schema", "zizmor"],
+)
+def test_tool_is_clean(argv: list[str]) -> None:
+    result = _run(*argv)
+    assert result.returncode == 0, result.stdout + result.stderr
