@@ -12,6 +12,10 @@ from pathlib import Path
 from builder import __version__
 from builder.catalogue import Catalogue, load_catalogue
 from builder.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BuilderError, UsageError, display_path
+from builder.http import default_cache_dir
+from builder.lock import Drift, LockOptions, World, check_target, lock_target
+from builder.models import Stack
+from builder.plan import plan_decisions, render_plan
 from builder.schema import write_schemas
 from builder.views import matrix_rows, render_matrix, render_stack, stack_json
 
@@ -53,6 +57,51 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", parents=[common], help="write the JSON Schemas of the catalogue files")
     schema.add_argument("--out", type=Path, help="directory to write to (default: ROOT/schemas)")
     schema.set_defaults(run=_schema)
+
+    world = _Parser(add_help=False)
+    world.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="use URL for the named index ('default': the machine's pip configuration); {path} is the cell's path",
+    )
+    world.add_argument(
+        "--image-mirror",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="fetch images of registry SRC from DST (host[:port] or http(s)://host[:port])",
+    )
+    world.add_argument(
+        "--git-mirror",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="fetch git repositories starting with SRC from DST instead",
+    )
+    world.add_argument("--offline", action="store_true", help="use only the cache; fail naming what is missing")
+    world.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks)")
+    world.add_argument(
+        "--cache-dir", type=Path, help="download cache (default: $BUILDER_CACHE_DIR or ~/.cache/builder)"
+    )
+
+    lock = commands.add_parser(
+        "lock", parents=[common, world], help="resolve and write pylock.toml and image-lock.json"
+    )
+    lock.add_argument("stack", metavar="STACK")
+    lock.add_argument("--target", action="append", default=[], metavar="T", help="a target of the stack (default: all)")
+    lock.add_argument(
+        "--check", action="store_true", help="exit 1 if the lock is missing or its inputs or upstreams changed"
+    )
+    lock.add_argument("--json", action="store_true", help="print what was locked as JSON")
+    lock.set_defaults(run=_lock)
+
+    plan = commands.add_parser("plan", parents=[common, world], help="how each heavy package is obtained on a target")
+    plan.add_argument("stack", metavar="STACK")
+    plan.add_argument("--target", required=True, metavar="T")
+    plan.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    plan.set_defaults(run=_plan)
 
     show = commands.add_parser("show", parents=[common], help="human summary of a stack")
     show.add_argument("stack", metavar="STACK")
@@ -111,6 +160,86 @@ def _show(args: argparse.Namespace) -> int:
         _print_json(stack_json(catalogue, args.stack))
     else:
         sys.stdout.write(render_stack(catalogue, args.stack))
+    return EXIT_OK
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, target = value.partition("=")
+        if not sep or not key or not target:
+            raise UsageError(f"{flag} expects NAME=VALUE, got '{value}'")
+        pairs[key] = target
+    return pairs
+
+
+def _options(args: argparse.Namespace) -> LockOptions:
+    return LockOptions(
+        lock_dir=args.lock_dir if args.lock_dir is not None else _root(args) / "locks",
+        cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
+        index_overrides=_pairs(args.index, "--index"),
+        image_mirrors=_pairs(args.image_mirror, "--image-mirror"),
+        git_mirrors=_pairs(args.git_mirror, "--git-mirror"),
+        offline=args.offline,
+    )
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def _lock(args: argparse.Namespace) -> int:
+    catalogue = _catalogue(args)
+    stack = catalogue.stack(args.stack).model
+    targets = args.target or list(stack.targets)
+    with World(_options(args)) as world:
+        return _lock_targets(args, catalogue, stack, targets, world)
+
+
+def _lock_targets(
+    args: argparse.Namespace, catalogue: Catalogue, stack: Stack, targets: list[str], world: World
+) -> int:
+    if args.check:
+        stale = {target: check_target(catalogue, stack.name, target, world) for target in targets}
+        changes = [f"{target}: {change}" for target, found in stale.items() for change in found]
+        if changes:
+            raise Drift(f"the lock of {stack.name}", changes)
+        for target in targets:
+            sys.stdout.write(f"lock of {stack.name} on {target} is current\n")
+        return EXIT_OK
+    results = [lock_target(catalogue, stack.name, target, world, _progress) for target in targets]
+    if args.json:
+        _print_json(
+            [
+                {
+                    "target": r.target,
+                    "directory": str(r.paths.directory),
+                    "changed": r.changed,
+                    "image_lock": r.image_lock,
+                }
+                for r in results
+            ]
+        )
+        return EXIT_OK
+    for result in results:
+        sources = sum(1 for d in result.decisions if d.kind == "source")
+        state = "written" if result.changed else "unchanged"
+        sys.stdout.write(
+            f"locked {stack.name} on {result.target}: {len(result.decisions)} heavy packages "
+            f"({sources} source builds) -> {display_path(result.paths.directory)} ({state})\n"
+        )
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    catalogue = _catalogue(args)
+    with World(_options(args)) as world:
+        decisions, origin = plan_decisions(catalogue, args.stack, args.target, world)
+    if args.json:
+        _print_json({"stack": args.stack, "target": args.target, "from": origin, "packages": decisions})
+    else:
+        sys.stdout.write(render_plan(decisions, origin))
     return EXIT_OK
 
 

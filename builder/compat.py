@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -80,13 +81,13 @@ def matches(match: Match, target: Target) -> bool:
     return all(checks)
 
 
-def usable_steps(recipe: Recipe, cell: Cell) -> list[ObtainStep]:
-    """The recipe's ways to obtain it that exist for this cell (a wheel needs the cell's index path)."""
+def usable_steps(recipe: Recipe, indexes: Collection[str]) -> list[ObtainStep]:
+    """The recipe's ways to obtain it that exist for a cell with these index paths."""
     return [
         step
         for step in recipe.obtain
         if step.source is not None
-        or (step.wheel is not None and (step.wheel.index == DEFAULT_INDEX or step.wheel.index in cell.indexes))
+        or (step.wheel is not None and (step.wheel.index == DEFAULT_INDEX or step.wheel.index in indexes))
     ]
 
 
@@ -94,7 +95,7 @@ def recipe_problems(recipe: Recipe, target: Target) -> list[str]:
     """Why `recipe` cannot serve `target`: constraints, known incompatibilities, no way to obtain it."""
     problems = constraint_problems(recipe.constraints, target)
     problems += [item.reason for item in recipe.incompatible if matches(item.when, target)]
-    if not usable_steps(recipe, target.cell):
+    if not usable_steps(recipe, target.cell.indexes):
         indexes = sorted({step.wheel.index for step in recipe.obtain if step.wheel is not None})
         problems.append(f"{target.id} has no path on index {', '.join(indexes)} and the recipe has no source build")
     return problems

@@ -80,7 +80,7 @@ def _platform_line(cell: Cell) -> str:
 
 def _obtain_text(recipe: Recipe, cell: Cell, wanted: str) -> str:
     ways = []
-    for step in usable_steps(recipe, cell):
+    for step in usable_steps(recipe, cell.indexes):
         if step.wheel is not None:
             where = step.wheel.index
             if where in cell.indexes:

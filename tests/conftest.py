@@ -47,6 +47,11 @@ class Result:
     out: str
     err: str
 
+    @property
+    def errors(self) -> list[str]:
+        """stderr without progress lines: the error lines only."""
+        return [line for line in self.err.splitlines() if line.startswith("error:") or ": error: " in line]
+
 
 def run_cli(*args: str) -> Result:
     out, err = io.StringIO(), io.StringIO()
