@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,13 +84,13 @@ class Sandbox:
     def locks(self, target: str = NANO) -> Path:
         return self.root / "locks" / "demo" / target
 
-    def image_lock(self, target: str = NANO) -> dict[str, object]:
+    def image_lock(self, target: str = NANO) -> dict[str, Any]:
         data = json.loads((self.locks(target) / "image-lock.json").read_text())
         assert isinstance(data, dict)
         return data
 
-    def packages(self, target: str = NANO) -> dict[str, dict[str, str]]:
-        return {p["package"]: p for p in self.image_lock(target)["packages"]}  # type: ignore[attr-defined, index]
+    def packages(self, target: str = NANO) -> dict[str, dict[str, Any]]:
+        return {p["package"]: p for p in self.image_lock(target)["packages"]}
 
 
 @pytest.fixture
@@ -121,9 +122,9 @@ def test_lock_writes_hashed_pylock_and_image_lock(sandbox: Sandbox) -> None:
     assert 'name = "requests"' in pylock and 'name = "filelock"' in pylock
     images = sandbox.image_lock()["base-images"]
     digests = sandbox.upstreams.digests["l4t-cuda:12.6.11-runtime"]
-    assert images["runtime"]["digest"] == digests["arm64"]  # type: ignore[index]
-    assert images["runtime"]["index_digest"] == digests["index"]  # type: ignore[index]
-    inputs = sandbox.image_lock()["inputs"]["files"]  # type: ignore[index]
+    assert images["runtime"]["digest"] == digests["arm64"]
+    assert images["runtime"]["index_digest"] == digests["index"]
+    inputs = sandbox.image_lock()["inputs"]["files"]
     assert set(inputs) >= {
         "stacks/demo.yaml",
         "matrix/nano/jp6.2-cu126.yaml",
@@ -139,7 +140,7 @@ def test_lock_writes_hashed_pylock_and_image_lock(sandbox: Sandbox) -> None:
         "1.0",
     )
     card_images = sandbox.image_lock(CARD)["base-images"]
-    assert card_images["devel"]["digest"] == sandbox.upstreams.digests["cuda:12.8.1-devel"]["amd64"]  # type: ignore[index]
+    assert card_images["devel"]["digest"] == sandbox.upstreams.digests["cuda:12.8.1-devel"]["amd64"]
 
 
 def test_locking_twice_gives_identical_bytes(sandbox: Sandbox) -> None:
@@ -418,5 +419,5 @@ def test_anonymous_bearer_token_auth(tmp_path: Path, sandbox: Sandbox) -> None:
         result = sandbox.lock("--target", NANO)
         assert result.code == 0, result.err
         assert "repository:l4t-cuda:pull" in authed.issued_tokens
-        runtime = sandbox.image_lock()["base-images"]["runtime"]  # type: ignore[index]
+        runtime = sandbox.image_lock()["base-images"]["runtime"]
         assert runtime["digest"] == sandbox.upstreams.digests["l4t-cuda:12.6.11-runtime"]["arm64"]
