@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument(
         "--check", action="store_true", help="exit 1 if the lock is missing or its inputs or upstreams changed"
     )
+    lock.add_argument("--upgrade", action="store_true", help="re-resolve the environment even if nothing changed")
     lock.add_argument("--json", action="store_true", help="print what was locked as JSON")
     lock.set_defaults(run=_lock)
 
@@ -208,7 +209,7 @@ def _lock_targets(
         for target in targets:
             sys.stdout.write(f"lock of {stack.name} on {target} is current\n")
         return EXIT_OK
-    results = [lock_target(catalogue, stack.name, target, world, _progress) for target in targets]
+    results = [lock_target(catalogue, stack.name, t, world, _progress, upgrade=args.upgrade) for t in targets]
     if args.json:
         _print_json(
             [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -103,6 +103,9 @@ class IndexClient:
             if error.status == 404:
                 return []
             raise
+        if urlsplit(response.url).netloc != urlsplit(url).netloc:
+            # A package pinned to this index must not quietly come from wherever it redirects.
+            raise UpstreamUnavailable(f"{url}: the index redirected to another host ({response.url}); refusing it")
         try:
             if response.content_type == JSON_TYPE:
                 return parse_json_page(response.text(), response.url)

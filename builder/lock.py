@@ -4,6 +4,7 @@ uv), and an image lock with base-image digests, source commits and a checksum of
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 import sys
@@ -266,8 +267,16 @@ def _default_spec(recipe: Recipe) -> str:
     return next((step.wheel.version for step in recipe.obtain if step.wheel and step.wheel.index == DEFAULT_INDEX), "")
 
 
+def _uv() -> str:
+    """The uv binary: the one installed with builder's dependencies, else one on PATH."""
+    try:
+        return str(importlib.import_module("uv").find_uv_bin())
+    except (ImportError, FileNotFoundError, AttributeError):
+        return process.require_tool("uv", "pip install uv")
+
+
 def compile_pylock(requirements: list[str], overrides: list[str], platform: TargetPlatform, world: World) -> str:
-    uv = process.require_tool("uv", "pip install uv")
+    uv = _uv()
     with tempfile.TemporaryDirectory(prefix="builder-lock-") as scratch:
         directory = Path(scratch)
         (directory / "requirements.in").write_text("\n".join(requirements) + "\n")
@@ -399,8 +408,16 @@ class LockResult:
 
 
 def lock_target(
-    catalogue: Catalogue, stack_name: str, target_id: str, world: World, progress: Progress = lambda _: None
+    catalogue: Catalogue,
+    stack_name: str,
+    target_id: str,
+    world: World,
+    progress: Progress = lambda _: None,
+    *,
+    upgrade: bool = False,
 ) -> LockResult:
+    """Lock one stack x target. An existing lock whose inputs, heavy packages and images are unchanged
+    keeps its environment (like `uv lock`); `upgrade` re-resolves it from the indexes."""
     stack_doc = catalogue.stack(stack_name)
     stack = stack_doc.model
     target = target_of(catalogue, stack, target_id)
@@ -419,20 +436,14 @@ def lock_target(
     for role, image in (("runtime", target.cell.base_images.runtime), ("devel", target.cell.base_images.devel)):
         if image.digest and images[role]["digest"] != image.digest and images[role]["index_digest"] != image.digest:
             raise CheckFailed(f"{image.ref} resolves to {images[role]['digest']}, but {target_id} pins {image.digest}")
-    progress(f"{target_id}: resolving the environment with uv for {platform.uv_platform}")
-    requirements, overrides = _requirements(stack, decisions, recipes)
-    try:
-        pylock = compile_pylock(requirements, overrides, platform, world) + _source_entries(decisions)
-    except Conflict as conflict:
-        raise conflict.explain(stack_doc, decisions) from None
-    _check_pinned_names(pylock, decisions, catalogue, stack)
-    resolved = {canonicalize_name(p["name"]): p.get("version") for p in _toml(pylock).get("packages", [])}
-    decisions = [
-        replace(d, version=resolved.get(canonicalize_name(d.recipe))) if d.kind == "default" else d for d in decisions
-    ]
-    _validate_pylock(pylock)
-
     files = checksums(catalogue.root, input_files(catalogue, stack, target_id))
+    reusable = None if upgrade else _current_pylock(paths, files, decisions, images)
+    if reusable is not None:
+        progress(f"{target_id}: inputs, packages and images unchanged: keeping the locked environment")
+        decisions, pylock = _locked_decisions(paths), reusable
+    else:
+        progress(f"{target_id}: resolving the environment with uv for {platform.uv_platform}")
+        decisions, pylock = _resolve_environment(stack_doc, decisions, recipes, platform, world, catalogue)
     image_lock = {
         "lock-version": LOCK_VERSION,
         "created-by": f"builder {__version__}",
@@ -459,6 +470,59 @@ def lock_target(
     write_atomic(paths.pylock, pylock)
     write_atomic(paths.image_lock, text)
     return LockResult(target_id, paths, decisions, image_lock, changed)
+
+
+def _resolve_environment(
+    stack_doc: Document[Stack],
+    decisions: list[Decision],
+    recipes: dict[str, Recipe],
+    platform: TargetPlatform,
+    world: World,
+    catalogue: Catalogue,
+) -> tuple[list[Decision], str]:
+    stack = stack_doc.model
+    requirements, overrides = _requirements(stack, decisions, recipes)
+    try:
+        pylock = compile_pylock(requirements, overrides, platform, world) + _source_entries(decisions)
+    except Conflict as conflict:
+        raise conflict.explain(stack_doc, decisions) from None
+    _check_pinned_names(pylock, decisions, catalogue, stack)
+    _validate_pylock(pylock)
+    resolved = {canonicalize_name(p["name"]): p.get("version") for p in _toml(pylock).get("packages", [])}
+    decisions = [
+        replace(d, version=resolved.get(canonicalize_name(d.recipe))) if d.kind == "default" else d for d in decisions
+    ]
+    return decisions, pylock
+
+
+def _read_image_lock(paths: LockPaths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(paths.image_lock.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _current_pylock(
+    paths: LockPaths, files: dict[str, str], decisions: list[Decision], images: dict[str, Any]
+) -> str | None:
+    """The locked pylock text, if nothing it was made from has changed."""
+    locked = _read_image_lock(paths)
+    if locked is None or not paths.pylock.exists():
+        return None
+    pylock = paths.pylock.read_text()
+    same = (
+        locked.get("inputs", {}).get("files") == files
+        and locked.get("base-images") == images
+        and locked.get("pylock-sha256") == hashlib.sha256(pylock.encode()).hexdigest()
+        and not _package_drift(locked.get("packages", []), decisions)
+    )
+    return pylock if same else None
+
+
+def _locked_decisions(paths: LockPaths) -> list[Decision]:
+    locked = _read_image_lock(paths) or {}
+    return [Decision(**item) for item in locked.get("packages", [])]
 
 
 def _decision_json(decision: Decision) -> dict[str, Any]:

@@ -19,6 +19,10 @@ class PipIndexes:
 
     def uv_args(self) -> list[str]:
         args = ["--index-url", self.index_url] if self.index_url else []
+        if self.extra_index_urls or self.find_links:
+            # pip considers every configured index for each package; uv by default stops at the
+            # first index that has the name, so a partial local mirror would hide the platform's wheels.
+            args += ["--index-strategy", "unsafe-best-match"]
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
         for link in self.find_links:

@@ -72,7 +72,7 @@ def choose_wheel(
             wrong_cuda.add(version)
             continue
         offered.add(version)
-        if spec.contains(version, prereleases=None):
+        if spec.contains(version, prereleases=bool(spec.prereleases)):
             candidates.append(WheelCandidate(version, file, min(matching)))
     chosen = max(candidates, key=lambda c: (c.version, -c.rank), default=None)
     return WheelChoice(chosen, _newest_first(offered), _newest_first(wrong_cuda - offered))
@@ -85,7 +85,8 @@ def _newest_first(versions: set[Version]) -> tuple[str, ...]:
 def choose_ref(refs: dict[str, str], spec: SpecifierSet) -> tuple[str, str] | None:
     """The newest (version, git ref) of a source build that satisfies `spec`."""
     versions = sorted(
-        (Version(version) for version in refs if spec.contains(Version(version), prereleases=None)), reverse=True
+        (Version(version) for version in refs if spec.contains(Version(version), prereleases=bool(spec.prereleases))),
+        reverse=True,
     )
     if not versions:
         return None

@@ -99,7 +99,9 @@ class Index:
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
         argv = [shutil.which("pypi-server") or "pypi-server", "run", "-i", "127.0.0.1", "-p", str(port)]
-        argv += ["--backend", "simple-dir", "--hash-algo", "sha256", "-a", ".", "-P", ".", str(directory)]
+        # No fallback: pypiserver would otherwise redirect unknown names to the public index.
+        argv += ["--backend", "simple-dir", "--hash-algo", "sha256", "--disable-fallback", "-a", ".", "-P", "."]
+        argv.append(str(directory))
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(f"http://127.0.0.1:{port}/simple/")
@@ -352,3 +354,48 @@ def git_repo(directory: Path, tags: Sequence[str]) -> dict[str, str]:
         git("tag", "-a", tag, "-m", tag)  # annotated, as upstream release tags are
         commits[tag] = git("rev-parse", "HEAD")
     return commits
+
+
+# ---------------------------------------------------------------- the real catalogue's Orin cells
+
+JETSON_TAG = "cp310-cp310-linux_aarch64"
+JETSON_WHEELS = [  # named as on the Jetson AI Lab jp6/cu126 index (research/jetson-containers.md §4.11)
+    ("torch", "2.8.0", ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"]),
+    ("torchaudio", "2.8.0", ["torch==2.8.0"]),
+    ("torchvision", "0.23.0", ["torch==2.8.0", "numpy", "pillow>=5.3.0,!=8.3.*"]),
+    ("triton", "3.4.0", ["setuptools>=40.8.0"]),
+    ("vllm", "0.10.2+cu126", ["torch==2.8.0", "transformers>=4.55.2", "flashinfer-python==0.3.1"]),
+    ("onnxruntime-gpu", "1.23.0", ["numpy>=1.21.6", "protobuf", "packaging", "flatbuffers", "coloredlogs"]),
+    ("torchcodec", "0.7.0", []),
+    ("torch-tensorrt", "2.8.0+cu126", ["torch==2.8.0", "numpy", "packaging"]),
+]
+JETSON_IMAGES = [("nvidia/l4t-tensorrt", "r10.3.0-runtime"), ("nvidia/l4t-tensorrt", "r10.3.0-devel")]
+SOURCE_REPOS = {"OpenNMT/CTranslate2": ["v4.6.0", "v4.7.1"]}
+
+
+@dataclass
+class JetsonUpstreams:
+    index: Index
+    registry: Registry
+    git: Path
+
+    def lock_args(self) -> list[str]:
+        """The options that point the real catalogue's upstreams at these stand-ins."""
+        return [
+            "--index", f"jetson-ai-lab={self.index.url}",
+            "--image-mirror", f"nvcr.io={self.registry.url}",
+            "--git-mirror", f"https://github.com={self.git.as_uri()}",
+        ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def jetson_upstreams(base: Path) -> Iterator[JetsonUpstreams]:
+    """Stand-ins for the Jetson AI Lab index, NGC and GitHub as the Orin cells use them."""
+    for name, version, requires in JETSON_WHEELS:
+        make_wheel(base / "wheels", name, version, JETSON_TAG, requires)
+    for repository, tags in SOURCE_REPOS.items():
+        git_repo(base / "git" / repository, tags)
+    with Index.serve(base / "wheels") as index, Registry.serve(base / "registry") as registry:
+        for repository, tag in JETSON_IMAGES:
+            push_image(registry.url, repository, tag)
+        yield JetsonUpstreams(index, registry, base / "git")

@@ -149,6 +149,11 @@ def test_locking_twice_gives_identical_bytes(sandbox: Sandbox) -> None:
     second_run = sandbox.lock()
     assert second_run.code == 0
     assert "(unchanged)" in second_run.out
+    assert "keeping the locked environment" in second_run.err
+    assert {p.name: p.read_bytes() for p in sandbox.locks().iterdir()} == first
+    upgraded = sandbox.lock("--upgrade")  # uv resolves again from the same index contents
+    assert upgraded.code == 0
+    assert "resolving the environment with uv" in upgraded.err
     assert {p.name: p.read_bytes() for p in sandbox.locks().iterdir()} == first
 
 
@@ -421,3 +426,47 @@ def test_anonymous_bearer_token_auth(tmp_path: Path, sandbox: Sandbox) -> None:
         assert "repository:l4t-cuda:pull" in authed.issued_tokens
         runtime = sandbox.image_lock()["base-images"]["runtime"]
         assert runtime["digest"] == sandbox.upstreams.digests["l4t-cuda:12.6.11-runtime"]["arm64"]
+
+
+# ---------------------------------------------------------------- PEP 691 JSON indexes
+
+
+class _JsonIndex(http.server.BaseHTTPRequestHandler):
+    """A PEP 691 index over a directory of wheels; the files themselves are pypiserver's."""
+
+    wheels: Path
+    files: str
+
+    def do_GET(self) -> None:
+        name = self.path.strip("/").split("/")[-1]
+        entries = [
+            {"filename": w.name, "url": f"{self.files}{w.name}", "hashes": {"sha256": sha256(w)}}
+            for w in sorted(self.wheels.glob("*.whl"))
+            if w.name.split("-")[0].replace("_", "-") == name
+        ]
+        body = json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": entries}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_json_simple_api(sandbox: Sandbox) -> None:
+    files = f"http://127.0.0.1:{sandbox.index.port}/packages/"
+    handler = type("JsonIndex", (_JsonIndex,), {"wheels": sandbox.wheels, "files": files})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        result = sandbox.lock("--target", NANO, index_url=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 0, result.err
+    torch = sandbox.packages()["torch"]
+    assert torch["url"] == f"{files}torch-2.8.0-cp310-cp310-linux_aarch64.whl"
+    assert torch["sha256"] == sha256(sandbox.wheels / "torch-2.8.0-cp310-cp310-linux_aarch64.whl")

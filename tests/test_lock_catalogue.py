@@ -1,0 +1,59 @@
+"""The issue's own command: lock the real maie-jetson stack against stand-ins for its upstreams.
+
+The Jetson AI Lab index, NGC and GitHub are stand-ins on loopback; the pure-Python rest of the
+environment resolves from this machine's own pip configuration, as `default` means.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.standins import JetsonUpstreams, jetson_upstreams
+
+pytestmark = pytest.mark.integration
+TARGET = "orin-nano-super/jp6.2-cu126"
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JetsonUpstreams]:
+    with jetson_upstreams(tmp_path_factory.mktemp("jetson")) as started:
+        yield started
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Path:
+    root = tmp_path / "catalogue"
+    for name in ("matrix", "recipes", "stacks"):
+        shutil.copytree(ROOT / name, root / name)
+    return root
+
+
+def test_lock_maie_jetson(catalogue: Path, upstreams: JetsonUpstreams, tmp_path: Path) -> None:
+    args = ["lock", "maie-jetson", "--target", TARGET, *upstreams.lock_args(), "--root", str(catalogue)]
+    args += ["--cache-dir", str(tmp_path / "cache")]
+    first = run_cli(*args)
+    assert first.code == 0, first.err
+    directory = catalogue / "locks" / "maie-jetson" / TARGET
+    pylock = (directory / "pylock.toml").read_bytes()
+    image_lock = json.loads((directory / "image-lock.json").read_text())
+    chosen = {p["package"]: (p["kind"], p.get("version")) for p in image_lock["packages"]}
+    assert chosen["torch"] == ("wheel", "2.8.0")
+    assert chosen["vllm"] == ("wheel", "0.10.2+cu126")
+    assert chosen["ctranslate2"] == ("source", "4.7.1")  # not on the stand-in index: built from its tag
+    assert chosen["faster-whisper"][0] == "default" and chosen["faster-whisper"][1]
+    text = pylock.decode()
+    for excluded in ("flashinfer-python", "onnxruntime"):
+        assert f'name = "{excluded}"\n' not in text  # excluded by the stack, though vllm / faster-whisper ask
+    assert 'name = "transformers"' in text and "hashes = { sha256 =" in text
+    assert image_lock["base-images"]["runtime"]["platform"] == "linux/arm64"
+    second = run_cli(*args)
+    assert second.code == 0, second.err
+    assert (directory / "pylock.toml").read_bytes() == pylock
+    check = run_cli("lock", "maie-jetson", "--target", TARGET, "--check", *args[4:])
+    assert check.code == 0, check.err
