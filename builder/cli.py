@@ -228,7 +228,7 @@ def _lock_targets(
         state = "written" if result.changed else "unchanged"
         sys.stdout.write(
             f"locked {stack.name} on {result.target}: {len(result.decisions)} heavy packages "
-            f"({sources} source builds) -> {display_path(result.paths.directory)} ({state})\n"
+            f"({sources} source build{'' if sources == 1 else 's'}) -> {display_path(result.paths.directory)} ({state})\n"
         )
     return EXIT_OK
 

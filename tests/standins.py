@@ -399,3 +399,18 @@ def jetson_upstreams(base: Path) -> Iterator[JetsonUpstreams]:
         for repository, tag in JETSON_IMAGES:
             push_image(registry.url, repository, tag)
         yield JetsonUpstreams(index, registry, base / "git")
+
+
+def main() -> None:
+    """Serve the Orin stand-ins until Ctrl-C and print the options that point `build lock` at them."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="builder-standins-") as scratch, jetson_upstreams(Path(scratch)) as up:
+        print("stand-ins are up; lock against them with:")
+        print("  build lock maie-jetson --target orin-nano-super/jp6.2-cu126 " + " ".join(up.lock_args()), flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
