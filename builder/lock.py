@@ -351,11 +351,11 @@ def lock_paths(lock_dir: Path, stack: str, target_id: str) -> LockPaths:
 def _source_entries(decisions: list[Decision]) -> str:
     blocks = []
     for decision in sorted((d for d in decisions if d.kind == "source"), key=lambda d: d.recipe):
+        quote = json.dumps  # a JSON string is a valid TOML basic string
+        vcs = f"type = {quote('git')}, url = {quote(decision.source)}, requested-revision = {quote(decision.ref)}"
         blocks.append(
-            "\n[[packages]]\n"
-            f'name = "{decision.recipe}"\n'
-            f'version = "{decision.version}"\n'
-            f'vcs = {{ type = "git", url = "{decision.source}", requested-revision = "{decision.ref}", commit-id = "{decision.commit}" }}\n'
+            f"\n[[packages]]\nname = {quote(decision.recipe)}\nversion = {quote(decision.version)}\n"
+            f"vcs = {{ {vcs}, commit-id = {quote(decision.commit)} }}\n"
         )
     return "".join(blocks)
 
