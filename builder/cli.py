@@ -8,15 +8,18 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from builder import __version__
 from builder.catalogue import Catalogue, load_catalogue
 from builder.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BuilderError, UsageError, display_path
 from builder.http import default_cache_dir
-from builder.lock import Drift, LockOptions, World, check_target, lock_target
+from builder.lock import Drift, LockOptions, World, check_target, lock_target, target_of
 from builder.models import Stack
 from builder.plan import plan_decisions, render_plan
+from builder.render import load_lock, render_files, write_tree
 from builder.schema import write_schemas
+from builder.stages import Plan, make_plan, render_stages
 from builder.views import matrix_rows, render_matrix, render_stack, stack_json
 
 
@@ -101,8 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", parents=[common, world], help="how each heavy package is obtained on a target")
     plan.add_argument("stack", metavar="STACK")
     plan.add_argument("--target", required=True, metavar="T")
-    plan.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    plan.add_argument("--json", action="store_true", help="print the decisions and stages as JSON")
+    plan.add_argument("--build-memory", type=float, metavar="GB", help="memory for source builds (default: the cell's)")
     plan.set_defaults(run=_plan)
+
+    render = commands.add_parser(
+        "render", parents=[common, world], help="write Dockerfile, bake, compose, pixi and context"
+    )
+    render.add_argument("stack", metavar="STACK")
+    render.add_argument("--target", required=True, metavar="T")
+    render.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (replaced whole)")
+    render.add_argument(
+        "--build-memory", type=float, metavar="GB", help="memory for source builds (default: the cell's)"
+    )
+    render.set_defaults(run=_render)
 
     show = commands.add_parser("show", parents=[common], help="human summary of a stack")
     show.add_argument("stack", metavar="STACK")
@@ -233,14 +248,43 @@ def _lock_targets(
     return EXIT_OK
 
 
+def _locked_plan(args: argparse.Namespace, catalogue: Catalogue) -> tuple[Plan, dict[str, Any]]:
+    stack = catalogue.stack(args.stack).model
+    target_of(catalogue, stack, args.target)
+    image_lock, pylock = load_lock(catalogue, stack, args.target, _options(args).lock_dir)
+    return make_plan(catalogue, stack, args.target, image_lock, pylock, args.build_memory), image_lock
+
+
 def _plan(args: argparse.Namespace) -> int:
     catalogue = _catalogue(args)
     with World(_options(args)) as world:
         decisions, origin = plan_decisions(catalogue, args.stack, args.target, world)
+    plan: Plan | None = None
+    if origin.startswith("lock "):
+        plan, _ = _locked_plan(args, catalogue)
     if args.json:
-        _print_json({"stack": args.stack, "target": args.target, "from": origin, "packages": decisions})
+        stages = plan.to_json() if plan else None
+        _print_json(
+            {"stack": args.stack, "target": args.target, "from": origin, "packages": decisions, "stages": stages}
+        )
     else:
         sys.stdout.write(render_plan(decisions, origin))
+        sys.stdout.write(
+            render_stages(plan) if plan else "stages: lock the stack first ('build lock') to plan its stages\n"
+        )
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    catalogue = _catalogue(args)
+    plan, image_lock = _locked_plan(args, catalogue)
+    stack = catalogue.stack(args.stack).model
+    files = render_files(plan, catalogue, stack, image_lock)
+    write_tree(args.out, files)
+    sys.stdout.write(
+        f"rendered {stack.name} for {args.target} into {display_path(args.out)}: "
+        f"{len(plan.builders)} builder stage(s), {len(plan.runtime)} locked wheels, {len(files)} files\n"
+    )
     return EXIT_OK
 
 

@@ -108,7 +108,7 @@ class World:
         if DEFAULT_INDEX in self.options.index_overrides:
             return PipIndexes(self.options.index_overrides[DEFAULT_INDEX])
         if self._pip is None:
-            self._pip = machine_pip_indexes()
+            self._pip = machine_pip_indexes().for_images()
         return self._pip
 
     def index_urls(self, catalogue: Catalogue, target: Target) -> dict[str, str]:

@@ -17,6 +17,15 @@ class PipIndexes:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = field(default_factory=tuple)
 
+    def for_images(self) -> PipIndexes:
+        """Without local (file:) indexes and find-links: a lock must name files a build can fetch."""
+        local = ("file:", "/", ".")
+        return PipIndexes(
+            self.index_url if self.index_url and not self.index_url.startswith(local) else None,
+            tuple(url for url in self.extra_index_urls if not url.startswith(local)),
+            tuple(link for link in self.find_links if not link.startswith(local)),
+        )
+
     def uv_args(self) -> list[str]:
         args = ["--index-url", self.index_url] if self.index_url else []
         if self.extra_index_urls or self.find_links:

@@ -337,6 +337,8 @@ def git_repo(directory: Path, tags: Sequence[str]) -> dict[str, str]:
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
         "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",  # fixed, so commits (and goldens) are reproducible
+        "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
     }
 
     def git(*args: str) -> str:
@@ -369,7 +371,32 @@ JETSON_WHEELS = [  # named as on the Jetson AI Lab jp6/cu126 index (research/jet
     ("torchcodec", "0.7.0", []),
     ("torch-tensorrt", "2.8.0+cu126", ["torch==2.8.0", "numpy", "packaging"]),
 ]
-JETSON_IMAGES = [("nvidia/l4t-tensorrt", "r10.3.0-runtime"), ("nvidia/l4t-tensorrt", "r10.3.0-devel")]
+# Thor (sbsa/cu130, cp312) and the RTX PRO 4000 cell (amd64/cu128, cp312) for the forge stacks.
+OTHER_WHEELS = [
+    (
+        "torch",
+        "2.9.0",
+        "cp312-cp312-linux_aarch64",
+        ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"],
+    ),
+    (
+        "torch",
+        "2.8.0",
+        "cp312-cp312-linux_x86_64",
+        ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"],
+    ),
+    ("tensorrt-llm", "1.1.0", "cp312-cp312-linux_aarch64", ["torch", "flashinfer-python", "transformers"]),
+    ("tensorrt-llm", "1.0.0", "cp312-cp312-linux_x86_64", ["torch", "flashinfer-python", "transformers"]),
+    ("flashinfer-python", "0.5.2", "py3-none-any", ["torch", "numpy"]),
+]
+JETSON_IMAGES = [
+    ("nvidia/l4t-tensorrt", "r10.3.0-runtime"),
+    ("nvidia/l4t-tensorrt", "r10.3.0-devel"),
+    ("nvidia/cuda", "13.0.0-cudnn-runtime-ubuntu24.04"),
+    ("nvidia/cuda", "13.0.0-cudnn-devel-ubuntu24.04"),
+    ("nvidia/cuda", "12.8.1-cudnn-runtime-ubuntu24.04"),
+    ("nvidia/cuda", "12.8.1-cudnn-devel-ubuntu24.04"),
+]
 SOURCE_REPOS = {"OpenNMT/CTranslate2": ["v4.6.0", "v4.7.1"]}
 
 
@@ -393,6 +420,8 @@ def jetson_upstreams(base: Path) -> Iterator[JetsonUpstreams]:
     """Stand-ins for the Jetson AI Lab index, NGC and GitHub as the Orin cells use them."""
     for name, version, requires in JETSON_WHEELS:
         make_wheel(base / "wheels", name, version, JETSON_TAG, requires)
+    for name, version, tag, requires in OTHER_WHEELS:
+        make_wheel(base / "wheels", name, version, tag, requires)
     for repository, tags in SOURCE_REPOS.items():
         git_repo(base / "git" / repository, tags)
     with Index.serve(base / "wheels") as index, Registry.serve(base / "registry") as registry:
