@@ -17,9 +17,9 @@ from typing import Any, Literal
 from packaging.utils import canonicalize_name
 
 from builder import __version__, process
-from builder.catalogue import Catalogue, Document
+from builder.catalogue import Catalogue, Document, did_you_mean_text
 from builder.compat import DEFAULT_INDEX, Target, choose, excluded_on, usable_steps
-from builder.errors import BuilderError, CheckFailed, Diagnostic, UsageError, one_line
+from builder.errors import BuilderError, CheckFailed, Diagnostic, UpstreamUnavailable, UsageError, one_line
 from builder.fsutil import write_atomic
 from builder.git import GitResolver
 from builder.http import HttpClient
@@ -124,8 +124,6 @@ class World:
 
 def target_of(catalogue: Catalogue, stack: Stack, target_id: str) -> Target:
     if target_id not in stack.targets:
-        from builder.catalogue import did_you_mean_text
-
         hint = did_you_mean_text(target_id, stack.targets) or f"its targets: {', '.join(stack.targets)}"
         raise UsageError(f"'{target_id}' is not a target of stack '{stack.name}'", hint=hint)
     return Target(target_id, catalogue.cells[target_id].model, catalogue.device_of(target_id))
@@ -302,8 +300,6 @@ def _uv_failure(stderr: str, requirements: list[str]) -> BuilderError:
     text = " ".join(line for line in lines if not line.startswith("hint:"))
     text = re.sub(r"\s+", " ", text).replace("error: ", "")
     if "offline" in text.lower() or "network" in text.lower() or "connect" in text.lower():
-        from builder.errors import UpstreamUnavailable
-
         return UpstreamUnavailable(f"uv could not reach an index: {text}")
     return Conflict(f"no environment satisfies every requirement: {text}")
 
@@ -362,7 +358,7 @@ def _source_entries(decisions: list[Decision]) -> str:
 
 def _pylock_hashes(text: str) -> dict[str, str]:
     """File name -> sha256 for every archive and wheel in a pylock."""
-    data = _toml(text)
+    data = read_toml(text)
     found = {}
     for package in data.get("packages", []):
         for item in [package.get("archive"), *package.get("wheels", [])]:
@@ -371,7 +367,7 @@ def _pylock_hashes(text: str) -> dict[str, str]:
     return found
 
 
-def _toml(text: str) -> dict[str, Any]:
+def read_toml(text: str) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -382,7 +378,7 @@ def _toml(text: str) -> dict[str, Any]:
 def _check_pinned_names(pylock: str, decisions: list[Decision], catalogue: Catalogue, stack: Stack) -> None:
     """A package a recipe pins to its own index must never arrive from another index transitively."""
     ours = {canonicalize_name(d.recipe) for d in decisions}
-    for package in _toml(pylock).get("packages", []):
+    for package in read_toml(pylock).get("packages", []):
         name = canonicalize_name(package["name"])
         recipe = catalogue.recipes.get(name)
         if name in ours or recipe is None:
@@ -488,7 +484,7 @@ def _resolve_environment(
         raise conflict.explain(stack_doc, decisions) from None
     _check_pinned_names(pylock, decisions, catalogue, stack)
     _validate_pylock(pylock)
-    resolved = {canonicalize_name(p["name"]): p.get("version") for p in _toml(pylock).get("packages", [])}
+    resolved = {canonicalize_name(p["name"]): p.get("version") for p in read_toml(pylock).get("packages", [])}
     decisions = [
         replace(d, version=resolved.get(canonicalize_name(d.recipe))) if d.kind == "default" else d for d in decisions
     ]
@@ -533,7 +529,7 @@ def _validate_pylock(text: str) -> None:
     from packaging.pylock import Pylock, PylockValidationError
 
     try:
-        Pylock.from_dict(_toml(text))
+        Pylock.from_dict(read_toml(text))
     except PylockValidationError as exc:
         raise BuilderError(f"uv wrote a pylock.toml that does not validate: {exc}") from None
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import BuilderError, UpstreamUnavailable
+from builder.errors import UpstreamUnavailable
 
 TAIL_LINES = 20
 
@@ -23,14 +23,6 @@ class Completed:
     def tail(self) -> str:
         lines = (self.stderr or self.stdout).strip().splitlines()
         return " | ".join(line.strip() for line in lines[-TAIL_LINES:] if line.strip())
-
-
-class ProcessFailed(BuilderError):
-    """A tool ran and failed; the message carries its command and the tail of its output."""
-
-    def __init__(self, completed: Completed, what: str) -> None:
-        super().__init__(f"{what} failed (exit {completed.returncode}): {completed.tail()}")
-        self.completed = completed
 
 
 def require_tool(name: str, hint: str) -> str:

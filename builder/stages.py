@@ -20,6 +20,7 @@ from builder import template
 from builder.catalogue import Catalogue
 from builder.cuda import cmake_architectures, torch_arch_list
 from builder.errors import BuilderError
+from builder.lock import read_toml
 from builder.models import Cell, Device, Recipe, SourceBuild, Stack
 from builder.platform import TargetPlatform
 
@@ -120,9 +121,7 @@ def environment(platform: TargetPlatform) -> Environment:
 
 def locked_requirements(pylock_text: str, platform: TargetPlatform) -> list[Requirement]:
     """The wheel of every locked package for the platform; source-built (vcs) entries are skipped."""
-    from builder.lock import _toml
-
-    lock = Pylock.from_dict(_toml(pylock_text))
+    lock = Pylock.from_dict(read_toml(pylock_text))
     requirements = []
     for package, dist in lock.select(environment=environment(platform), tags=platform.tags):
         if isinstance(dist, PackageArchive | PackageWheel):
