@@ -18,6 +18,7 @@ from builder.lock import Drift, LockOptions, World, check_target, lock_target, t
 from builder.models import Stack
 from builder.plan import plan_decisions, render_plan
 from builder.render import load_lock, render_files, write_tree
+from builder.report import make_reporter
 from builder.schema import write_schemas
 from builder.stages import Plan, make_plan, render_stages
 from builder.views import matrix_rows, render_matrix, render_stack, stack_json
@@ -200,11 +201,6 @@ def _options(args: argparse.Namespace) -> LockOptions:
     )
 
 
-def _progress(message: str) -> None:
-    sys.stderr.write(f"{message}\n")
-    sys.stderr.flush()
-
-
 def _lock(args: argparse.Namespace) -> int:
     catalogue = _catalogue(args)
     stack = catalogue.stack(args.stack).model
@@ -224,7 +220,11 @@ def _lock_targets(
         for target in targets:
             sys.stdout.write(f"lock of {stack.name} on {target} is current\n")
         return EXIT_OK
-    results = [lock_target(catalogue, stack.name, t, world, _progress, upgrade=args.upgrade) for t in targets]
+    reporter = make_reporter(sys.stderr)
+    results = []
+    for target in targets:
+        with reporter.group(f"lock {stack.name} on {target}"):
+            results.append(lock_target(catalogue, stack.name, target, world, reporter.step, upgrade=args.upgrade))
     if args.json:
         _print_json(
             [
