@@ -105,7 +105,7 @@ def _check_device(document: Document[Device]) -> Iterator[Diagnostic]:
 
 def _expected_cell_name(cell: Cell, device: Device) -> str:
     cuda = "cu" + cell.cuda.replace(".", "")
-    release = f"jp{cell.jetpack}" if device.kind == "jetson" else f"ubuntu{cell.ubuntu}"
+    release = f"jp{cell.jetpack}" if device.kind == "jetson" else cell.os_release
     return f"{release}-{cuda}"
 
 
@@ -121,6 +121,9 @@ def _check_cell(catalogue: Catalogue, document: Document[Cell]) -> Iterator[Diag
     if cell.device != directory:
         yield document.at("device", message=f"cell is in matrix/{directory}/ but names device '{cell.device}'")
     device = catalogue.devices[cell.device].model
+    if (cell.ubuntu is None) == (cell.debian is None):
+        yield document.at("device", message="a cell names the release of its base images: one of 'ubuntu' or 'debian'")
+        return
     if device.kind == "jetson":
         if cell.jetpack is None:
             yield document.at("jetpack", message="missing required key 'jetpack' (cells of Jetson devices need it)")
@@ -137,7 +140,7 @@ def _check_cell(catalogue: Catalogue, document: Document[Cell]) -> Iterator[Diag
         field = (
             "cuda"
             if not document.path.stem.endswith("-cu" + cell.cuda.replace(".", ""))
-            else ("jetpack" if device.kind == "jetson" else "ubuntu")
+            else ("jetpack" if device.kind == "jetson" else ("ubuntu" if cell.ubuntu else "debian"))
         )
         yield document.at(
             field, message=f"file name '{document.path.name}' does not match its contents (expected '{expected}.yaml')"

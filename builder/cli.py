@@ -251,8 +251,13 @@ def _lock_targets(
 def _locked_plan(args: argparse.Namespace, catalogue: Catalogue) -> tuple[Plan, dict[str, Any]]:
     stack = catalogue.stack(args.stack).model
     target_of(catalogue, stack, args.target)
-    image_lock, pylock = load_lock(catalogue, stack, args.target, _options(args).lock_dir)
-    return make_plan(catalogue, stack, args.target, image_lock, pylock, args.build_memory), image_lock
+    options = _options(args)
+    image_lock, pylock = load_lock(catalogue, stack, args.target, options.lock_dir)
+    plan = make_plan(
+        catalogue, stack, args.target, image_lock, pylock, args.build_memory,
+        image_mirrors=options.image_mirrors, git_mirrors=options.git_mirrors,
+    )  # fmt: skip
+    return plan, image_lock
 
 
 def _plan(args: argparse.Namespace) -> int:

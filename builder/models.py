@@ -124,10 +124,20 @@ class BaseImages(Model):
 class Cell(Model):
     """One consistent device x JetPack x CUDA combination; its target id is its matrix path."""
 
+    @property
+    def os_release(self) -> str:
+        """'ubuntu22.04' or 'debian12': how cell file names and messages spell the base OS."""
+        return f"ubuntu{self.ubuntu}" if self.ubuntu is not None else f"debian{self.debian}"
+
     device: Name
     jetpack: Version | None = None
     l4t: Version | None = None
-    ubuntu: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}\.[0-9]{2}$")]
+    ubuntu: Annotated[str, StringConstraints(pattern=r"^[0-9]{2}\.[0-9]{2}$")] | None = Field(
+        default=None, description="Ubuntu release of the base images (or give 'debian')."
+    )
+    debian: Annotated[str, StringConstraints(pattern=r"^[0-9]+$")] | None = Field(
+        default=None, description="Debian release of the base images, e.g. 12 (stand-in cells)."
+    )
     cuda: Version
     cudnn: Version
     tensorrt: Version | None = None

@@ -12,6 +12,7 @@ from builder.models import Cell, Device
 
 # glibc of each Ubuntu release (the libc6 package of focal, jammy and noble).
 UBUNTU_GLIBC = {"20.04": (2, 31), "22.04": (2, 35), "24.04": (2, 39)}
+DEBIAN_GLIBC = {"11": (2, 31), "12": (2, 36), "13": (2, 41)}  # libc6 of bullseye, bookworm, trixie
 OCI_ARCH = {"aarch64": "arm64", "x86_64": "amd64"}
 
 
@@ -24,9 +25,10 @@ class TargetPlatform:
 
     @classmethod
     def of(cls, cell: Cell, device: Device) -> TargetPlatform:
-        if cell.ubuntu not in UBUNTU_GLIBC:
-            raise BuilderError(f"no glibc known for Ubuntu {cell.ubuntu} (known: {', '.join(UBUNTU_GLIBC)})")
-        return cls(cell.python, device.arch, UBUNTU_GLIBC[cell.ubuntu], cell.cuda)
+        known = {f"ubuntu{k}": v for k, v in UBUNTU_GLIBC.items()} | {f"debian{k}": v for k, v in DEBIAN_GLIBC.items()}
+        if cell.os_release not in known:
+            raise BuilderError(f"no glibc known for {cell.os_release} (known: {', '.join(known)})")
+        return cls(cell.python, device.arch, known[cell.os_release], cell.cuda)
 
     @property
     def python_tuple(self) -> tuple[int, int]:

@@ -47,6 +47,15 @@ class ResolvedImage:
         return f"{self.ref.rpartition(':')[0]}@{self.digest}"
 
 
+def mirrored(ref: str, mirrors: dict[str, str]) -> str:
+    """`ref` (registry/repo[:tag|@digest]) as pulled through a mirror of its registry, if one is set."""
+    registry, _, rest = ref.partition("/")
+    target = mirrors.get(registry)
+    if target is None:
+        return ref
+    return f"{target.split('://', 1)[-1].rstrip('/')}/{rest}"
+
+
 def _endpoint(registry: str, mirrors: dict[str, str]) -> str:
     target = mirrors.get(registry, registry)
     return target.rstrip("/") if target.startswith(("http://", "https://")) else f"https://{target}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,9 +21,11 @@ from builder import template
 from builder.catalogue import Catalogue
 from builder.cuda import cmake_architectures, torch_arch_list
 from builder.errors import BuilderError
+from builder.git import apply_mirrors
 from builder.lock import read_toml
 from builder.models import Cell, Device, Recipe, SourceBuild, Stack
 from builder.platform import TargetPlatform
+from builder.registry import mirrored
 
 CUDA_HOME = "/usr/local/cuda"
 SRC_DIR = "/src"
@@ -52,6 +55,7 @@ class BuilderStage:
     recipe: str
     version: str
     repository: str
+    source_url: str  # where the builder stage clones from: the repository, or its mirror
     ref: str
     commit: str
     subdirectory: str | None
@@ -183,16 +187,20 @@ def make_plan(
     image_lock: dict[str, Any],
     pylock_text: str,
     build_memory_gb: float | None = None,
+    *,
+    image_mirrors: Mapping[str, str] | None = None,
+    git_mirrors: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The stage DAG for one locked stack x target."""
+    """The stage DAG for one locked stack x target; mirrors say where a build pulls bases and clones."""
     cell = catalogue.cells[target_id].model
     device = catalogue.device_of(target_id)
     platform = TargetPlatform.of(cell, device)
     budget = build_memory_gb if build_memory_gb is not None else cell.build_memory_gb
     cores = device.cpu.cores if device.kind == "jetson" and device.cpu else None
     images = image_lock["base-images"]
-    devel = f"{images['devel']['ref'].rpartition(':')[0]}@{images['devel']['digest']}"
-    runtime_image = f"{images['runtime']['ref'].rpartition(':')[0]}@{images['runtime']['digest']}"
+    mirrors = dict(image_mirrors or {})
+    devel = mirrored(f"{images['devel']['ref'].rpartition(':')[0]}@{images['devel']['digest']}", mirrors)
+    runtime_image = mirrored(f"{images['runtime']['ref'].rpartition(':')[0]}@{images['runtime']['digest']}", mirrors)
     runtime = locked_requirements(pylock_text, platform)
     by_name = {requirement.name: requirement for requirement in runtime}
     decisions = {d["recipe"]: d for d in image_lock["packages"]}
@@ -235,6 +243,7 @@ def make_plan(
                 recipe=recipe.name,
                 version=decision["version"],
                 repository=decision["source"],
+                source_url=apply_mirrors(decision["source"], dict(git_mirrors or {})),
                 ref=decision["ref"],
                 commit=decision["commit"],
                 subdirectory=source.subdirectory,

@@ -71,7 +71,8 @@ def _platform_line(cell: Cell) -> str:
     parts = []
     if cell.jetpack:
         parts.append(f"JetPack {cell.jetpack} (L4T {cell.l4t})")
-    parts += [f"Ubuntu {cell.ubuntu}", f"CUDA {cell.cuda}", f"cuDNN {cell.cudnn}"]
+    release = f"Ubuntu {cell.ubuntu}" if cell.ubuntu else f"Debian {cell.debian}"
+    parts += [release, f"CUDA {cell.cuda}", f"cuDNN {cell.cudnn}"]
     if cell.tensorrt:
         parts.append(f"TensorRT {cell.tensorrt}")
     parts.append(f"Python {cell.python}")

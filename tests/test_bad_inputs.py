@@ -584,6 +584,33 @@ CASES = [
         "/simple/",
         ["matrix/indexes.yaml:3:10: error: url must contain '{path}', which each cell fills in"],
     ),
+    Case(
+        "two-os-releases",
+        CARD_CELL,
+        'ubuntu: "24.04"',
+        'ubuntu: "24.04"\ndebian: "12"',
+        [
+            "matrix/card/ubuntu24.04-cu128.yaml:1:9: error: a cell names the release of its base images: one of 'ubuntu' or 'debian'"
+        ],
+    ),
+    Case(
+        "no-os-release",
+        CARD_CELL,
+        'ubuntu: "24.04"\n',
+        "",
+        [
+            "matrix/card/ubuntu24.04-cu128.yaml:1:9: error: a cell names the release of its base images: one of 'ubuntu' or 'debian'"
+        ],
+    ),
+    Case(
+        "debian-name-mismatch",
+        CARD_CELL,
+        'ubuntu: "24.04"',
+        'debian: "12"',
+        [
+            "matrix/card/ubuntu24.04-cu128.yaml:2:9: error: file name 'ubuntu24.04-cu128.yaml' does not match its contents (expected 'debian12-cu128.yaml')"
+        ],
+    ),
 ]
 
 
