@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
+from builder.build import StackBuildOptions, build_target, index_build_args, machine_secrets
 from builder.catalogue import Catalogue, load_catalogue
-from builder.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BuilderError, UsageError, display_path
+from builder.engines import emulation_problem, host_arch, select_engine
+from builder.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    BuilderError,
+    CheckFailed,
+    UpstreamUnavailable,
+    UsageError,
+    display_path,
+)
 from builder.http import default_cache_dir
 from builder.lock import Drift, LockOptions, World, check_target, lock_target, target_of
 from builder.models import Stack
@@ -22,6 +33,7 @@ from builder.report import make_reporter
 from builder.schema import write_schemas
 from builder.stages import Plan, make_plan, render_stages
 from builder.views import matrix_rows, render_matrix, render_stack, stack_json
+from builder.wheelcache import WheelCache
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-memory", type=float, metavar="GB", help="memory for source builds (default: the cell's)"
     )
     render.set_defaults(run=_render)
+
+    stack = commands.add_parser(
+        "stack", parents=[common, world], help="build, tag and push a stack's images (the main job)"
+    )
+    stack.add_argument("stack", metavar="STACK")
+    stack.add_argument(
+        "--target", action="append", default=[], metavar="T", help="a target of the stack (default: all)"
+    )
+    stack.add_argument("--engine", choices=("auto", "docker", "buildah"), default="auto", help="container engine")
+    stack.add_argument("--registry", metavar="REPO", help="image repository for the tags (host[:port]/path)")
+    stack.add_argument("--push", action="store_true", help="push both tags to --registry; the digest is the identity")
+    stack.add_argument("--update-lock", action="store_true", help="re-lock a stale or missing lock instead of refusing")
+    stack.add_argument("--out", type=Path, metavar="DIR", help="results, logs, contexts (default: ROOT/out)")
+    stack.add_argument("--publish-wheels", metavar="URL", help="upload newly built wheels to this PEP 503 index")
+    stack.add_argument(
+        "--build-memory", type=float, metavar="GB", help="memory for source builds (default: the cell's)"
+    )
+    stack.add_argument("--json", action="store_true", help="print the results as JSON")
+    stack.set_defaults(run=_stack)
 
     show = commands.add_parser("show", parents=[common], help="human summary of a stack")
     show.add_argument("stack", metavar="STACK")
@@ -291,6 +322,80 @@ def _render(args: argparse.Namespace) -> int:
         f"{len(plan.builders)} builder stage(s), {len(plan.runtime)} locked wheels, {len(files)} files\n"
     )
     return EXIT_OK
+
+
+def _stack(args: argparse.Namespace) -> int:
+    if args.push and not args.registry:
+        raise UsageError("--push needs --registry REPO to push to")
+    catalogue = _catalogue(args)
+    stack = catalogue.stack(args.stack).model
+    targets = args.target or list(stack.targets)
+    for target in targets:
+        target_of(catalogue, stack, target)
+    options = _options(args)
+    reporter = make_reporter(sys.stderr)
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    with World(options) as world:
+        locks = {
+            target: _current_lock(catalogue, stack, target, world, reporter.step, args.update_lock)
+            for target in targets
+        }
+        engine = select_engine(args.engine)
+        build_options = StackBuildOptions(
+            out_dir=args.out if args.out is not None else _root(args) / "out",
+            registry=args.registry,
+            push=args.push,
+            publish_wheels=args.publish_wheels,
+            build_args=index_build_args(world),
+            secrets=machine_secrets(),
+        )
+        cache = WheelCache(options.cache_dir)
+        for target, (image_lock, pylock) in locks.items():
+            with reporter.group(f"build {stack.name} on {target} with {engine.name}"):
+                plan = make_plan(
+                    catalogue, stack, target, image_lock, pylock, args.build_memory,
+                    image_mirrors=options.image_mirrors, git_mirrors=options.git_mirrors,
+                )  # fmt: skip
+                problem = emulation_problem(plan.platform.oci_arch, host_arch())
+                if problem is not None:
+                    reporter.step(f"skipped {target}: {problem}")
+                    skipped.append({"target": target, "reason": problem})
+                    continue
+                results.append(
+                    build_target(engine, catalogue, stack, plan, image_lock, world, cache, build_options, reporter.step)
+                )
+    if not results:
+        reasons = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+        raise UpstreamUnavailable(f"no target of {stack.name} can be built on this host ({reasons})")
+    if args.json:
+        _print_json({"results": results, "skipped": skipped})
+        return EXIT_OK
+    for result in results:
+        wheels = ", ".join(
+            f"{name} {'cached' if w['cache_hit'] else 'built'}" for name, w in result["wheel_cache"].items()
+        )
+        sys.stdout.write(
+            f"built {result['stack']} on {result['target']}: {result['image']['reference']} "
+            f"({result['image']['stored']}; {result['sizes']['added_bytes'] / 1e6:.1f} MB above the base; "
+            f"{result['seconds']:.0f} s{'; ' + wheels if wheels else ''})\n"
+        )
+    for skip in skipped:
+        sys.stdout.write(f"skipped {skip['target']}: {skip['reason']}\n")
+    return EXIT_OK
+
+
+def _current_lock(
+    catalogue: Catalogue, stack: Stack, target: str, world: World, progress: Callable[[str], None], update: bool
+) -> tuple[dict[str, Any], str]:
+    """The lock to build from; a stale or missing one is refused, or re-locked with --update-lock."""
+    try:
+        return load_lock(catalogue, stack, target, world.options.lock_dir)
+    except CheckFailed:
+        if not update:
+            raise
+    lock_target(catalogue, stack.name, target, world, progress)
+    return load_lock(catalogue, stack, target, world.options.lock_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

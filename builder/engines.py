@@ -37,6 +37,8 @@ class BuildRequest:
     build_args: Mapping[str, str] = field(default_factory=dict)
     iidfile: Path | None = None
     network_host: bool = True
+    output: Path | None = None  # export the stage's files into this directory instead of making an image
+    tls_verify: bool = True  # False: base images come from a plain-HTTP registry (buildah; dockerd decides itself)
 
 
 class Engine(Protocol):
@@ -47,7 +49,11 @@ class Engine(Protocol):
 
     def build_env(self) -> dict[str, str]: ...
 
-    def push_argv(self, image: str, destination: str, digestfile: Path) -> list[str]: ...
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]: ...
+
+    def tag_argv(self, image: str, tag: str) -> list[str]: ...
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]: ...
 
 
 def _common_flags(request: BuildRequest) -> list[str]:
@@ -63,6 +69,8 @@ def _common_flags(request: BuildRequest) -> list[str]:
         argv += ["--tag", tag]
     if request.iidfile is not None:
         argv += ["--iidfile", str(request.iidfile)]
+    if request.output is not None:
+        argv += ["--output", f"type=local,dest={request.output}"]
     return argv
 
 
@@ -74,16 +82,26 @@ class Docker:
     name: str = "docker"
 
     def build_argv(self, request: BuildRequest) -> list[str]:
-        command = ["buildx", "build", "--load"] if self.mode == "buildx" else ["build"]
+        command = ["buildx", "build"] if self.mode == "buildx" else ["build"]
+        if self.mode == "buildx" and request.output is None:
+            command.append("--load")  # buildx keeps images in its builder unless told to load them
         return [self.client, *command, "--progress", "plain", *_common_flags(request), str(request.context)]
 
     def build_env(self) -> dict[str, str]:
         # The daemon's own BuildKit needs this switch; buildx ignores it.
         return {**os.environ, "DOCKER_BUILDKIT": "1"}
 
-    def push_argv(self, image: str, destination: str, digestfile: Path) -> list[str]:
-        del digestfile  # docker prints the digest; `push` reads it from the output
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]:
+        del image, digestfile, insecure  # docker pushes the tag, prints the digest; the daemon decides on TLS
         return [self.client, "push", destination]
+
+    def tag_argv(self, image: str, tag: str) -> list[str]:
+        return [self.client, "tag", image, tag]
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]:
+        # The daemon's own `save` writes Docker's archive format before Docker 25; skopeo writes OCI.
+        return ["skopeo", "copy", "--quiet", "--digestfile", str(digestfile), f"docker-daemon:{image}",
+                f"oci:{directory}:{tag}"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,7 @@ class Buildah:
             "--isolation",
             "chroot",
             "--layers",
+            *([] if request.tls_verify else ["--tls-verify=false"]),
             *_common_flags(request),
             str(request.context),
         ]
@@ -110,8 +129,15 @@ class Buildah:
     def build_env(self) -> dict[str, str]:
         return dict(os.environ)
 
-    def push_argv(self, image: str, destination: str, digestfile: Path) -> list[str]:
-        return [*self._base(), "push", "--digestfile", str(digestfile), image, f"docker://{destination}"]
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]:
+        tls = ["--tls-verify=false"] if insecure else []
+        return [*self._base(), "push", *tls, "--digestfile", str(digestfile), image, f"docker://{destination}"]
+
+    def tag_argv(self, image: str, tag: str) -> list[str]:
+        return [*self._base(), "tag", image, tag]
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]:
+        return [*self._base(), "push", "--quiet", "--digestfile", str(digestfile), image, f"oci:{directory}:{tag}"]
 
 
 # ---------------------------------------------------------------- detection

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from builder.errors import BuilderError, UpstreamUnavailable
 from builder.http import HttpClient, HttpError, Response
@@ -145,6 +146,16 @@ class RegistryClient:
         if found != platform:
             raise BuilderError(f"{ref}: is a single {found} image, the cell needs {platform}")
         return ResolvedImage(ref, digest, None, platform)
+
+    def manifest(self, ref: str, digest: str) -> dict[str, Any]:
+        """The manifest `digest` of `ref`'s repository (through its mirror), checked against its digest."""
+        name = ImageName.parse(ref)
+        base = _endpoint(name.registry, self.mirrors)
+        response = self._manifest(base, name.repository, digest)
+        if "sha256:" + hashlib.sha256(response.body).hexdigest() != digest:
+            raise UpstreamUnavailable(f"{base}/v2/{name.repository}/manifests/{digest}: content does not match")
+        data = json.loads(response.body)
+        return data if isinstance(data, dict) else {}
 
     def _blob_json(self, base: str, repository: str, digest: str) -> dict[str, object]:
         url = f"{base}/v2/{repository}/blobs/{digest}"

@@ -85,7 +85,9 @@ def _app_files(catalogue: Catalogue, stack: Stack) -> list[AppFile]:
     return [AppFile(f"app/{item.src}", item.dest, catalogue.root / item.src) for item in stack.app.files]
 
 
-def dockerfile(plan: Plan, catalogue: Catalogue, stack: Stack) -> str:
+def dockerfile(plan: Plan, catalogue: Catalogue, stack: Stack, prebuilt: frozenset[str] = frozenset()) -> str:
+    """The Dockerfile; builder stages of recipes in `prebuilt` take their wheels from the context
+    (`prebuilt/<recipe>/wheels/...`, put there from the wheel cache) instead of building them."""
     return (
         _environment()
         .get_template("Dockerfile.j2")
@@ -99,6 +101,7 @@ def dockerfile(plan: Plan, catalogue: Catalogue, stack: Stack) -> str:
             app=stack.app,
             app_files=_app_files(catalogue, stack),
             labels=_labels(plan, stack),
+            prebuilt=prebuilt,
         )
     )
 
@@ -199,10 +202,12 @@ def pixi(plan: Plan, stack: Stack, image_lock: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_files(plan: Plan, catalogue: Catalogue, stack: Stack, image_lock: dict[str, Any]) -> dict[str, bytes]:
+def render_files(
+    plan: Plan, catalogue: Catalogue, stack: Stack, image_lock: dict[str, Any], prebuilt: frozenset[str] = frozenset()
+) -> dict[str, bytes]:
     """Every output file, by path relative to the output directory."""
     files: dict[str, bytes] = {
-        "Dockerfile": dockerfile(plan, catalogue, stack).encode(),
+        "Dockerfile": dockerfile(plan, catalogue, stack, prebuilt).encode(),
         "docker-bake.json": (json.dumps(bake(plan, stack), indent=2, sort_keys=True) + "\n").encode(),
         "compose.yaml": yaml.safe_dump(compose(plan, stack), sort_keys=False).encode(),
         "requirements.txt": "".join(f"{r.line()}\n" for r in plan.runtime).encode(),

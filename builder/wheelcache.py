@@ -19,7 +19,7 @@ from builder.errors import UpstreamUnavailable
 SUMS = "SHA256SUMS"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
@@ -33,6 +33,7 @@ class CachedWheels:
     directory: Path
     wheels: tuple[Path, ...]
     meta: dict[str, Any]
+    sha256: dict[str, str]  # wheel file name -> hex digest, as checked when read
 
 
 class WheelCache:
@@ -52,9 +53,9 @@ class WheelCache:
             return None
         sums = {name: digest for digest, _, name in (line.partition("  ") for line in lines if line)}
         wheels = tuple(entry / name for name in sorted(sums))
-        if not wheels or any(not path.is_file() or _sha256(path) != sums[path.name] for path in wheels):
+        if not wheels or any(not path.is_file() or sha256_file(path) != sums[path.name] for path in wheels):
             return None  # a damaged entry is a miss: the stage is built again
-        return CachedWheels(key, entry, wheels, meta)
+        return CachedWheels(key, entry, wheels, meta, sums)
 
     def put(self, key: str, wheels: list[Path], meta: dict[str, Any]) -> CachedWheels:
         """Store wheels under `key` atomically (a reader sees all of them or none)."""
@@ -65,7 +66,7 @@ class WheelCache:
         try:
             for wheel in wheels:
                 shutil.copy2(wheel, staging / wheel.name)
-            lines = [f"{_sha256(staging / wheel.name)}  {wheel.name}" for wheel in sorted(wheels)]
+            lines = [f"{sha256_file(staging / wheel.name)}  {wheel.name}" for wheel in sorted(wheels)]
             (staging / SUMS).write_text("\n".join(lines) + "\n")
             (staging / "meta.json").write_text(json.dumps({"key": key, **meta}, indent=2, sort_keys=True) + "\n")
             entry = self._entry(key)
@@ -92,7 +93,12 @@ def publish(wheels: tuple[Path, ...], index_url: str, timeout: float = 60) -> No
             with wheel.open("rb") as content:
                 response = requests.post(
                     index_url,
-                    data={":action": "file_upload", "name": name, "version": version, "sha256_digest": _sha256(wheel)},
+                    data={
+                        ":action": "file_upload",
+                        "name": name,
+                        "version": version,
+                        "sha256_digest": sha256_file(wheel),
+                    },
                     files={"content": (wheel.name, content, "application/octet-stream")},
                     timeout=timeout,
                 )

@@ -351,7 +351,7 @@ def git_repo(directory: Path, tags: Sequence[str]) -> dict[str, str]:
     commits = {}
     for tag in tags:
         (directory / "VERSION").write_text(tag + "\n")
-        git("add", "VERSION")
+        git("add", "-A")
         git("commit", "-q", "-m", tag)
         git("tag", "-a", tag, "-m", tag)  # annotated, as upstream release tags are
         commits[tag] = git("rev-parse", "HEAD")

@@ -72,6 +72,50 @@ def test_buildah_argv() -> None:
     ]  # fmt: skip
 
 
+def test_exporting_a_stage_writes_files_instead_of_an_image() -> None:
+    request = BuildRequest(Path("/ctx"), "wheels-vllm", "linux/arm64", output=Path("/out/w"), network_host=False)
+    flags = ["--file", "/ctx/Dockerfile", "--target", "wheels-vllm", "--platform", "linux/arm64",
+             "--output", "type=local,dest=/out/w"]  # fmt: skip
+    buildx = Docker("/usr/local/bin/docker", Version("28.2"), "buildx")
+    assert buildx.build_argv(request) == [
+        "/usr/local/bin/docker",
+        "buildx",
+        "build",
+        "--progress",
+        "plain",
+        *flags,
+        "/ctx",
+    ]
+    buildah = Buildah("/usr/bin/buildah", Version("1.28.2"))
+    assert buildah.build_argv(request)[-len(flags) - 1 :] == [*flags, "/ctx"]
+
+
+def test_tagging_pushing_insecurely_and_oci_layouts() -> None:
+    docker = Docker("/usr/bin/docker", Version("20.10.24"), "builtin")
+    buildah = Buildah("/usr/bin/buildah", Version("1.28.2"))
+    assert docker.tag_argv("sha256:1", "r/i:t") == ["/usr/bin/docker", "tag", "sha256:1", "r/i:t"]
+    assert buildah.tag_argv("sha256:1", "r/i:t") == [
+        "/usr/bin/buildah",
+        "--storage-driver",
+        "vfs",
+        "tag",
+        "sha256:1",
+        "r/i:t",
+    ]
+    assert docker.push_argv("img", "127.0.0.1:5000/img:t", Path("/d"), insecure=True) == [
+        "/usr/bin/docker", "push", "127.0.0.1:5000/img:t"
+    ]  # fmt: skip
+    assert buildah.push_argv("img", "127.0.0.1:5000/img:t", Path("/d"), insecure=True)[3:6] == [
+        "push", "--tls-verify=false", "--digestfile"
+    ]  # fmt: skip
+    assert docker.oci_layout_argv("i:t", Path("/o"), "t", Path("/d")) == [
+        "skopeo", "copy", "--quiet", "--digestfile", "/d", "docker-daemon:i:t", "oci:/o:t"
+    ]  # fmt: skip
+    assert buildah.oci_layout_argv("i:t", Path("/o"), "t", Path("/d")) == [
+        "/usr/bin/buildah", "--storage-driver", "vfs", "push", "--quiet", "--digestfile", "/d", "i:t", "oci:/o:t"
+    ]  # fmt: skip
+
+
 Table = dict[tuple[str, ...], tuple[int, str]]
 
 

@@ -34,8 +34,9 @@ ARCHES = ["arm64", "amd64"]
 # Only what the rendered stages need, docs left out: the bases stay small under vfs storage.
 PACKAGES = {
     "runtime": ["python3.11-venv", "ca-certificates"],
-    "devel": ["python3.11-venv", "python3.11-dev", "gcc", "libc6-dev", "git", "ca-certificates"],
+    "devel": ["python3.11-venv", "python3.11-dev", "gcc", "libc6-dev", "git", "ca-certificates", "ccache"],
 }
+BUILD_TOOLS = ["setuptools", "wheel"]
 EXCLUDES = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*"]
 
 
@@ -59,8 +60,9 @@ def log(message: str) -> None:
 
 
 def base_tarball(state: Path, kind: str, arch: str) -> Path:
-    """A root filesystem made by mmdebstrap from this machine's apt sources (cached)."""
-    tarball = state / "bases" / f"{kind}-{arch}.tar"
+    """A root filesystem made by mmdebstrap from this machine's apt sources (cached by its package list)."""
+    recipe = hashlib.sha256(json.dumps([PACKAGES[kind], EXCLUDES]).encode()).hexdigest()[:12]
+    tarball = state / "bases" / f"{kind}-{arch}-{recipe}.tar"
     if tarball.exists():
         return tarball
     tarball.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +109,8 @@ def push_base(registry: str, repository: str, tag: str, tarballs: dict[str, Path
                 "Cmd": ["/bin/bash"],
             },
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
+            # buildah checks that history lists one entry per layer before committing on top.
+            "history": [{"created": "2026-01-01T00:00:00Z", "created_by": f"mmdebstrap {tarball.stem}"}],
         }
         config_blob = _blob(registry, repository, json.dumps(config, sort_keys=True).encode())
         manifest = json.dumps(
@@ -134,6 +138,18 @@ def push_base(registry: str, repository: str, tag: str, tarballs: dict[str, Path
     ).encode()
     _put(f"{registry}/v2/{repository}/manifests/{tag}", index, "application/vnd.oci.image.index.v1+json")
     return "sha256:" + hashlib.sha256(index).hexdigest()
+
+
+def build_tools(wheels: Path) -> None:
+    """What builder stages pip-install to build the C extension (with its dependencies), served by
+    the stand-in index so builds need no other index (fetched once through this machine's pip)."""
+    marker = wheels / ".build-tools"
+    if marker.exists() and marker.read_text().split() == BUILD_TOOLS:
+        return
+    log(f"fetching {', '.join(BUILD_TOOLS)} wheels for the stand-in index (once)")
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(wheels)]
+    subprocess.run([*argv, *BUILD_TOOLS], check=True)
+    marker.write_text(" ".join(BUILD_TOOLS) + "\n")
 
 
 # ---------------------------------------------------------------- servers
@@ -196,6 +212,7 @@ def up() -> dict[str, str]:
         log(f"standin/{kind}:bookworm is {digest} (arm64 and amd64)")
     wheels = state / "wheels"
     make_wheel(wheels, "standin-lib", "1.0.0", "py3-none-any")
+    build_tools(wheels)
     _start(
         "index",
         [
@@ -219,13 +236,17 @@ def up() -> dict[str, str]:
     )
     repositories = state / "git"
     bare = repositories / "standin-ext.git"
-    if not bare.exists():
-        work = state / "git-work" / "standin-ext"
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(HERE / "standin-ext", work)
-        git_repo(work, ["v1.0.0"])
-        subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(bare)], check=True)
-        subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)  # the dumb HTTP protocol
+    # Made again each time from tests/sandbox/standin-ext: fixed dates keep the commit the same.
+    work = state / "git-work" / "standin-ext"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(HERE / "standin-ext", work, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    git_repo(work, ["v1.0.0"])
+    staging = repositories / ".standin-ext.git"
+    shutil.rmtree(staging, ignore_errors=True)
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(staging)], check=True)
+    subprocess.run(["git", "-C", str(staging), "update-server-info"], check=True)  # the dumb HTTP protocol
+    shutil.rmtree(bare, ignore_errors=True)
+    staging.rename(bare)
     _start(
         "git",
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(repositories), str(ports.git)],

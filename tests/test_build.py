@@ -1,0 +1,146 @@
+"""`build stack`'s pure helpers, and its engine runner against real processes (logs, failure tails, Ctrl-C)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from builder.build import BuildFailed, image_tags, insecure_registry, machine_secrets, read_digest
+from builder.catalogue import load_catalogue
+from builder.render import load_lock
+from builder.stages import make_plan
+from tests.conftest import ROOT, run_cli
+from tests.test_render import locked
+
+__all__ = ["locked"]  # a fixture: the real catalogue with its committed locks attached
+
+
+def test_insecure_means_plain_http_or_loopback() -> None:
+    assert insecure_registry("127.0.0.1:5555/sandbox")
+    assert insecure_registry("localhost:5000/x")
+    assert insecure_registry("http://registry.lan:5000/team/maie")
+    assert not insecure_registry("registry.lan:5000/team/maie")
+    assert not insecure_registry("ghcr.io/team/maie")
+
+
+def test_machine_secrets_take_the_ca_bundle_and_netrc(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / ".netrc").write_text("machine index.lan login u password p\n")
+    found = machine_secrets({"SSL_CERT_FILE": str(bundle), "HOME": str(tmp_path)})
+    assert found == {"ca-bundle": bundle, "netrc": tmp_path / ".netrc"}
+    assert "netrc" not in machine_secrets({"HOME": str(tmp_path / "nobody")})
+
+
+def test_read_digest_from_a_digest_file_or_docker_push_output(tmp_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    log = tmp_path / "push.log"
+    log.write_text(f"The push refers to repository [127.0.0.1:5555/x]\nt: digest: {digest} size: 1570\n")
+    assert read_digest(tmp_path / "missing", log) == digest
+    (tmp_path / "digest").write_text(digest.replace("ab", "cd") + "\n")
+    assert read_digest(tmp_path / "digest", log) == digest.replace("ab", "cd")
+
+
+# The runner is exercised in a child process: it really starts, logs, fails and interrupts commands.
+RUNNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from builder.build import run_logged
+    from builder.cli import main
+    argv, log = sys.argv[2:], Path(sys.argv[1])
+    try:
+        run_logged(argv, {"PATH": "/usr/bin:/bin"}, log, "build-x", print)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    except Exception as error:
+        print("\\n".join(error.lines()))
+        sys.exit(error.exit_code)
+    """
+)
+
+
+def _runner(log: Path, *argv: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(log), *argv], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+
+
+@pytest.mark.integration
+def test_a_failing_step_prints_the_tail_of_its_log_and_its_path(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "build-x.log"
+    script = "for i in $(seq 1 40); do echo line-$i; done; echo compiler exploded >&2; exit 7"
+    child = _runner(log, "bash", "-c", script)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 1, out
+    first, *tail = out.splitlines()
+    assert first == f"error: build-x failed (exit 7); full log: {log}"
+    assert tail[-1] == "  | compiler exploded" and tail[0] == "  | line-22" and len(tail) == 20
+    assert "line-1\n" in log.read_text()  # the whole output is kept
+
+
+@pytest.mark.integration
+def test_ctrl_c_stops_the_engine_process_group(tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    child = _runner(tmp_path / "x.log", "bash", "-c", f"sleep 300 & echo $! > {marker}; wait")
+    deadline = time.monotonic() + 30
+    while not marker.exists() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.1)
+    grandchild = int(marker.read_text())
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode == 130 and "interrupted" in out
+    stat = Path(f"/proc/{grandchild}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"  # the engine's own children are gone too
+
+
+def test_tags_are_a_moving_target_tag_and_an_immutable_lock_tag(locked: Path) -> None:
+    catalogue = load_catalogue(locked)
+    stack = catalogue.stacks["maie-jetson"].model
+    target = "orin-nano-super/jp6.2-cu126"
+    plan = make_plan(catalogue, stack, target, *load_lock(catalogue, stack, target, locked / "locks"))
+    moving, immutable = image_tags(plan, stack, "127.0.0.1:5555/team/maie")
+    checksum = plan.lock_checksum.removeprefix("sha256:")[:12]
+    assert moving == "127.0.0.1:5555/team/maie:orin-nano-super-jp6.2-cu126"
+    assert immutable == f"127.0.0.1:5555/team/maie:orin-nano-super-jp6.2-cu126-{checksum}"
+    assert image_tags(plan, stack, None)[0].startswith("maie-jetson:orin-nano-super-jp6.2-cu126")
+
+
+@pytest.mark.integration
+def test_the_real_catalogue_fails_cleanly_where_upstreams_are_unreachable(locked: Path) -> None:
+    """No NGC here: the build stops before the engine starts, exit 3, naming the registry."""
+    result = run_cli("stack", "maie-jetson", "--target", "orin-nano-super/jp6.2-cu126", "--out", str(locked / "out"))
+    assert result.code == 3, result.err
+    assert len(result.errors) == 1 and "nvcr.io" in result.errors[0], result.err
+    assert not (locked / "out" / "maie-jetson" / "orin-nano-super" / "jp6.2-cu126" / "result.json").exists()
+
+
+def test_stack_refuses_a_stale_lock_and_bad_flags(locked: Path) -> None:
+    (locked / "stacks" / "maie-jetson.yaml").write_text(
+        (locked / "stacks" / "maie-jetson.yaml").read_text() + "# edited after locking\n"
+    )
+    stale = run_cli("stack", "maie-jetson", "--target", "orin-nano-super/jp6.2-cu126", "--engine", "docker")
+    assert stale.code == 1 and "the lock for maie-jetson on orin-nano-super/jp6.2-cu126 is stale" in stale.err
+    push = run_cli("stack", "maie-jetson", "--push")
+    assert push.code == 2 and "--push needs --registry" in push.err
+    engine = run_cli("stack", "maie-jetson", "--engine", "podman")
+    assert engine.code == 2 and "invalid choice: 'podman'" in engine.err
+    unknown = run_cli("stack", "maie-jetson", "--target", "orin-nano-super/jp9-cu999")
+    assert unknown.code == 2, unknown.err
+
+
+def test_build_failed_is_a_failed_check(tmp_path: Path) -> None:
+    assert BuildFailed("x", tmp_path / "none.log", 1).exit_code == 1
+    assert BuildFailed("x", tmp_path / "none.log", 1).lines() == [
+        f"error: x failed (exit 1); full log: {tmp_path / 'none.log'}"
+    ]

@@ -1,0 +1,153 @@
+"""The main job end to end, offline: `build stack` on the sandbox for an arm64 cell (under qemu) and an
+amd64 cell, with docker and with buildah, pushing to the sandbox registry. The pushed image is pulled
+back by digest and run; a second build takes the C extension from the wheel cache."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder.lock import read_toml
+from tests.conftest import ROOT, run_cli
+from tests.sandbox import state_dir
+from tests.standins import Index
+
+pytestmark = pytest.mark.integration
+
+DOCKER = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else (shutil.which("docker") or "docker")
+PROBE = """
+import glob, importlib.metadata as md, json, os, shutil, standin_ext, standin_lib
+print(json.dumps({
+    "uid": os.getuid(),
+    "versions": {name: md.version(name) for name in ("standin-lib", "standin-ext")},
+    "add": standin_ext.add(2, 3),
+    "max_jobs": standin_ext.max_jobs(),
+    "compilers": [tool for tool in ("gcc", "cc", "c++", "g++", "clang") if shutil.which(tool)]
+                 + glob.glob("/usr/bin/*-gcc*") + glob.glob("/usr/lib/gcc/*"),
+    "greeting": os.environ.get("SANDBOX_GREETING"),
+}))
+"""
+
+
+def _exports(text: str) -> dict[str, str]:
+    return {
+        key: shlex.split(value)[0]
+        for key, _, value in (line.removeprefix("export ").partition("=") for line in text.splitlines())
+    }
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    up = subprocess.run([str(ROOT / "tests/sandbox/up")], capture_output=True, text=True, check=False, timeout=3000)
+    assert up.returncode == 0, up.stderr[-3000:]
+    exports = _exports(up.stdout)
+    work = tmp_path_factory.mktemp("e2e")
+    args = ["--root", exports["BUILDER_SANDBOX_ROOT"], *shlex.split(exports["BUILDER_SANDBOX_ARGS"])]
+    args += ["--index", f"default={exports['BUILDER_SANDBOX_INDEX']}", "--lock-dir", str(work / "locks")]
+    locked = run_cli("lock", exports["BUILDER_SANDBOX_STACK"], *args, "--cache-dir", str(work / "lock-cache"))
+    assert locked.code == 0, locked.err
+    try:
+        yield {"exports": exports, "args": args, "work": work}
+    finally:
+        subprocess.run([str(ROOT / "tests/sandbox/down")], capture_output=True, check=False, timeout=60)
+
+
+def build(sandbox: dict[str, Any], engine: str, target: str, *extra: str) -> dict[str, Any]:
+    work: Path = sandbox["work"]
+    result = run_cli(
+        "stack", sandbox["exports"]["BUILDER_SANDBOX_STACK"], *sandbox["args"], "--engine", engine,
+        "--target", target, "--out", str(work / f"out-{engine}"), "--cache-dir", str(work / f"cache-{engine}"),
+        "--json", *extra,
+    )  # fmt: skip
+    assert result.code == 0, result.err[-4000:]
+    printed = json.loads(result.out)
+    assert printed["skipped"] == [] and len(printed["results"]) == 1
+    found: dict[str, Any] = printed["results"][0]
+    on_disk = json.loads((work / f"out-{engine}" / "sandbox" / target / "result.json").read_text())
+    assert on_disk == found
+    return found
+
+
+def probe(reference: str, platform: str) -> dict[str, Any]:
+    ran = subprocess.run(
+        [DOCKER, "run", "--rm", "--platform", platform, "--network", "none", reference, "python", "-c", PROBE],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    found: dict[str, Any] = json.loads(ran.stdout.strip().splitlines()[-1])
+    return found
+
+
+def locked_versions(sandbox: dict[str, Any], target: str) -> dict[str, str]:
+    directory = sandbox["work"] / "locks" / "sandbox" / target
+    pylock = read_toml((directory / "pylock.toml").read_text())
+    image_lock = json.loads((directory / "image-lock.json").read_text())
+    versions = {package["name"]: str(package["version"]) for package in pylock["packages"]}
+    versions.update({d["package"]: d["version"] for d in image_lock["packages"]})
+    return versions
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+@pytest.mark.parametrize("target", ["standin-arm64/debian12-cu126", "standin-amd64/debian12-cu126"])
+def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any], engine: str, target: str) -> None:
+    registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
+    repository = f"{registry}/e2e-{engine}"
+    first = build(sandbox, engine, target, "--registry", repository, "--push")
+
+    slug = target.replace("/", "-")
+    checksum = first["lock-checksum"].removeprefix("sha256:")[:12]
+    assert first["image"]["tags"] == [f"{repository}:{slug}", f"{repository}:{slug}-{checksum}"]
+    assert first["image"]["reference"] == f"{repository}@{first['image']['digest']}"
+    assert first["engine"]["name"] == engine and first["image"]["stored"] == "registry"
+    assert first["wheel_cache"]["standin-ext"]["cache_hit"] is False
+    stages = {stage["name"]: stage for stage in first["stages"]}
+    assert stages["build-standin-ext"]["cached"] is False and stages["build-standin-ext"]["seconds"] > 0
+    assert Path(stages["runtime+app"]["log"]).is_file()
+    assert 0 < first["sizes"]["added_bytes"] < first["sizes"]["layers_bytes"]
+
+    arch = target.split("/")[0].removeprefix("standin-")
+    seen = probe(first["image"]["reference"], f"linux/{arch}")
+    assert seen["add"] == 5 and seen["max_jobs"] == 4  # the C extension, built with the plan's MAX_JOBS
+    assert seen["versions"] == {name: locked_versions(sandbox, target)[name] for name in seen["versions"]}
+    assert seen["compilers"] == []  # the toolchain stayed in the builder stage
+    assert seen["uid"] == 10001 and seen["greeting"] == "hello"
+
+    # Again, without a registry: the wheel comes from the cache, the image goes to an OCI layout.
+    second = build(sandbox, engine, target)
+    assert second["wheel_cache"]["standin-ext"] == {**first["wheel_cache"]["standin-ext"], "cache_hit": True}
+    assert {stage["name"]: stage["cached"] for stage in second["stages"]}["build-standin-ext"] is True
+    layout = Path(second["image"]["oci-layout"])
+    index = json.loads((layout / "index.json").read_text())
+    assert second["image"]["digest"] in [manifest["digest"] for manifest in index["manifests"]]
+    assert second["image"]["tags"][0] == f"sandbox:{slug}"
+
+
+def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """A runner publishes the wheel it built; another runner, locking against that team index, takes the wheel."""
+    target = "standin-amd64/debian12-cu126"
+    with Index.serve(tmp_path / "team") as team:
+        result = run_cli(
+            "stack", "sandbox", *sandbox["args"], "--engine", "docker", "--target", target,
+            "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--publish-wheels", f"http://127.0.0.1:{team.port}/", "--json",
+        )  # fmt: skip
+        assert result.code == 0, result.err[-3000:]
+        built = json.loads(result.out)["results"][0]["wheel_cache"]["standin-ext"]
+        assert built["published"] is True and built["cache_hit"] is False
+        assert sorted(path.name for path in (tmp_path / "team").iterdir()) == built["wheels"]
+
+        shutil.copy(next((state_dir() / "wheels").glob("standin_lib-*.whl")), tmp_path / "team")
+        relock = [f"standin={team.url}" if arg.startswith("standin=") else arg for arg in sandbox["args"]]
+        relock[relock.index("--lock-dir") + 1] = str(tmp_path / "locks")
+        relock += ["--cache-dir", str(tmp_path / "lock-cache")]
+        locked = run_cli("lock", "sandbox", "--target", target, *relock, "--json")
+        assert locked.code == 0, locked.err
+        kinds = {d["package"]: d["kind"] for d in json.loads(locked.out)[0]["image_lock"]["packages"]}
+        assert kinds["standin-ext"] == "wheel"
