@@ -1,5 +1,5 @@
 """The offline sandbox: `tests/sandbox/up` brings up the stand-ins, and the stand-in catalogue locks,
-plans and renders against them for an arm64 and an amd64 cell. (Building the images: issue 5.)"""
+plans and renders against them for an arm64 and an amd64 cell. (Building them: test_stack_e2e.py.)"""
 
 from __future__ import annotations
 

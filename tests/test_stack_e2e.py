@@ -118,6 +118,13 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any]
     assert seen["versions"] == {name: locked_versions(sandbox, target)[name] for name in seen["versions"]}
     assert seen["compilers"] == []  # the toolchain stayed in the builder stage
     assert seen["uid"] == 10001 and seen["greeting"] == "hello"
+    app = subprocess.run(
+        [DOCKER, "run", "--rm", "--platform", f"linux/{arch}", "--network", "none", first["image"]["reference"]],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert app.stdout.strip() == "hello: 2 + 3 = 5, built with MAX_JOBS=4", app.stderr[
+        -2000:
+    ]  # the app layer's command
 
     # Again, without a registry: the wheel comes from the cache, the image goes to an OCI layout.
     second = build(sandbox, engine, target)
