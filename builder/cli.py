@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ from builder.schema import write_schemas
 from builder.stages import Plan, make_plan, render_stages
 from builder.views import matrix_rows, render_matrix, render_stack, stack_json
 from builder.wheelcache import WheelCache
+
+# host[:port]/path as image references spell it (lower case), optionally http:// for a plain-HTTP registry
+REPOSITORY = re.compile(r"(http://)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -327,6 +331,12 @@ def _render(args: argparse.Namespace) -> int:
 def _stack(args: argparse.Namespace) -> int:
     if args.push and not args.registry:
         raise UsageError("--push needs --registry REPO to push to")
+    if args.registry and not REPOSITORY.fullmatch(args.registry):
+        raise UsageError(
+            f"--registry '{args.registry}' is not an image repository", hint="e.g. registry.lan:5000/team/maie"
+        )
+    if args.publish_wheels and not args.publish_wheels.startswith(("http://", "https://")):
+        raise UsageError(f"--publish-wheels '{args.publish_wheels}' is not an http(s) URL of a PEP 503 index")
     catalogue = _catalogue(args)
     stack = catalogue.stack(args.stack).model
     targets = args.target or list(stack.targets)

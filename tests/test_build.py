@@ -14,7 +14,7 @@ import pytest
 
 from builder.build import BuildFailed, image_tags, insecure_registry, machine_secrets, read_digest
 from builder.catalogue import load_catalogue
-from builder.render import load_lock
+from builder.render import dockerfile, load_lock
 from builder.stages import make_plan
 from tests.conftest import ROOT, run_cli
 from tests.test_render import locked
@@ -135,6 +135,11 @@ def test_stack_refuses_a_stale_lock_and_bad_flags(locked: Path) -> None:
     assert push.code == 2 and "--push needs --registry" in push.err
     engine = run_cli("stack", "maie-jetson", "--engine", "podman")
     assert engine.code == 2 and "invalid choice: 'podman'" in engine.err
+    for bad in ("Registry.LAN/Team", "registry.lan:5000", "registry.lan/team maie", "https://registry.lan/x"):
+        refused = run_cli("stack", "maie-jetson", "--registry", bad)
+        assert refused.code == 2 and f"--registry '{bad}' is not an image repository" in refused.err
+    publish = run_cli("stack", "maie-jetson", "--publish-wheels", "/srv/wheels")
+    assert publish.code == 2 and "is not an http(s) URL" in publish.err
     unknown = run_cli("stack", "maie-jetson", "--target", "orin-nano-super/jp9-cu999")
     assert unknown.code == 2, unknown.err
 
@@ -144,3 +149,19 @@ def test_build_failed_is_a_failed_check(tmp_path: Path) -> None:
     assert BuildFailed("x", tmp_path / "none.log", 1).lines() == [
         f"error: x failed (exit 1); full log: {tmp_path / 'none.log'}"
     ]
+
+
+def test_a_cached_source_build_becomes_a_copy_from_the_context(locked: Path) -> None:
+    catalogue = load_catalogue(locked)
+    stack = catalogue.stacks["maie-jetson"].model
+    target = "orin-nano-super/jp6.2-cu126"
+    plan = make_plan(catalogue, stack, target, *load_lock(catalogue, stack, target, locked / "locks"))
+    recipe = plan.builders[0].recipe
+    built = dockerfile(plan, catalogue, stack)
+    cached = dockerfile(plan, catalogue, stack, frozenset({recipe}))
+    assert "git clone" in built and "git clone" not in cached
+    assert f"FROM scratch AS build-{recipe}\nCOPY prebuilt/{recipe}/ /\n" in cached
+    for text in (built, cached):  # the wheels-only stage `build stack` exports, either way
+        assert f"FROM scratch AS wheels-{recipe}\nCOPY --from=build-{recipe} /wheels/ /wheels/\n" in text
+    # the runtime stage is the same: it checks the wheels against their sums whichever way they came
+    assert built[built.index("AS runtime") :] == cached[cached.index("AS runtime") :]
