@@ -267,6 +267,7 @@ class TargetBuild:
         log = self.logs / f"{log_name}.log"
         self.progress(f"{title} ({self.engine.name}, {self.platform})")
         seconds = run_logged(argv, self.engine.build_env(), log, title, self.progress)
+        self.progress(f"{title}: done in {seconds:.1f} s")
         return StageRun(log_name, seconds, False, str(log), engine_cache_hits(log))
 
     def _request(self, target: str, **extra: Any) -> BuildRequest:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +99,31 @@ def test_down_stops_the_servers(sandbox: dict[str, str]) -> None:
         assert probe.connect_ex((host, int(port))) != 0
     again = subprocess.run([str(ROOT / "tests/sandbox/up")], capture_output=True, text=True, check=False, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]  # and it comes back, from the cached bases
+
+
+def test_a_missing_tool_is_one_line_and_leaves_nothing_half_made(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker-registry").symlink_to(shutil.which("docker-registry") or "/usr/bin/docker-registry")
+    env = {
+        "PATH": str(tools),  # a registry, but no mmdebstrap
+        "BUILDER_SANDBOX_DIR": str(tmp_path / "state"),
+        "BUILDER_SANDBOX_REGISTRY_PORT": str(_free_port()),
+        "HOME": str(tmp_path),
+    }
+    sandbox = [sys.executable, "-m", "tests.sandbox"]
+    try:
+        result = subprocess.run([*sandbox, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        subprocess.run([*sandbox, "down"], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout == ""  # nothing for eval to half-apply
+    assert result.stderr.splitlines()[-1].startswith("sandbox: error: mmdebstrap: not installed; install mmdebstrap")
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "state" / "bases").glob("*.tar"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

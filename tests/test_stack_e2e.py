@@ -72,6 +72,8 @@ def build(sandbox: dict[str, Any], engine: str, target: str, *extra: str) -> dic
     found: dict[str, Any] = printed["results"][0]
     on_disk = json.loads((work / f"out-{engine}" / "sandbox" / target / "result.json").read_text())
     assert on_disk == found
+    for stage in found["stages"]:  # progress names each stage the engine ran, with its duration
+        assert (f"{stage['name']}: done in" in result.err) is not stage["cached"], result.err[-2000:]
     return found
 
 
@@ -122,9 +124,7 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any]
         [DOCKER, "run", "--rm", "--platform", f"linux/{arch}", "--network", "none", first["image"]["reference"]],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
-    assert app.stdout.strip() == "hello: 2 + 3 = 5, built with MAX_JOBS=4", app.stderr[
-        -2000:
-    ]  # the app layer's command
+    assert app.stdout.strip() == "hello: 2 + 3 = 5, built with MAX_JOBS=4", app.stderr[-2000:]  # the app's CMD
 
     # Again, without a registry: the wheel comes from the cache, the image goes to an OCI layout.
     second = build(sandbox, engine, target)

@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.engines import host_arch
 from tests.standins import git_repo, make_wheel, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -56,6 +57,22 @@ def log(message: str) -> None:
     print(f"sandbox: {message}", file=sys.stderr, flush=True)
 
 
+class SandboxError(Exception):
+    """A stand-in could not be made or started: one line naming the tool and why."""
+
+
+def run_tool(argv: list[str], hint: str = "") -> None:
+    """Run a tool quietly; on failure, raise with its last error line (and how to fix it, if known)."""
+    try:
+        result = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise SandboxError(f"{argv[0]}: not installed{hint and '; ' + hint}") from None
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        reason = next((line for line in reversed(lines) if line.startswith("E:")), lines[-1] if lines else "")
+        raise SandboxError(f"{argv[0]} failed (exit {result.returncode}): {reason.strip()}{hint and '; ' + hint}")
+
+
 # ---------------------------------------------------------------- base images
 
 
@@ -71,8 +88,12 @@ def base_tarball(state: Path, kind: str, arch: str) -> Path:
     argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDES]
     argv += ["bookworm", str(partial)]  # no mirror given: mmdebstrap takes the host's apt sources
     log(f"making the {kind} base for {arch} with mmdebstrap (once; cached in {tarball.parent})")
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    partial.rename(tarball)
+    hint = "install mmdebstrap, arch-test and qemu-user-static (apt)" if arch != host_arch() else ""
+    try:
+        run_tool(argv, hint)
+        partial.rename(tarball)
+    finally:
+        partial.unlink(missing_ok=True)
     return tarball
 
 
@@ -148,7 +169,7 @@ def build_tools(wheels: Path) -> None:
         return
     log(f"fetching {', '.join(BUILD_TOOLS)} wheels for the stand-in index (once)")
     argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", str(wheels)]
-    subprocess.run([*argv, *BUILD_TOOLS], check=True)
+    run_tool([*argv, *BUILD_TOOLS])
     marker.write_text(" ".join(BUILD_TOOLS) + "\n")
 
 
@@ -169,7 +190,10 @@ def _start(name: str, argv: list[str], state: Path, url: str) -> None:
         return
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     with (state / "run" / f"{name}.log").open("ab") as output:
-        process = subprocess.Popen(argv, stdout=output, stderr=output, start_new_session=True)
+        try:
+            process = subprocess.Popen(argv, stdout=output, stderr=output, start_new_session=True)
+        except FileNotFoundError:
+            raise SandboxError(f"{argv[0]}: not installed (see .ci/run for the packages)") from None
     pidfile.write_text(str(process.pid))
     wait_for(url)
     log(f"{name} is up at {url}")
@@ -243,8 +267,8 @@ def up() -> dict[str, str]:
     git_repo(work, ["v1.0.0"])
     staging = repositories / ".standin-ext.git"
     shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(staging)], check=True)
-    subprocess.run(["git", "-C", str(staging), "update-server-info"], check=True)  # the dumb HTTP protocol
+    run_tool(["git", "clone", "--quiet", "--bare", str(work), str(staging)])
+    run_tool(["git", "-C", str(staging), "update-server-info"])  # the dumb HTTP protocol
     shutil.rmtree(bare, ignore_errors=True)
     staging.rename(bare)
     _start(
@@ -268,7 +292,12 @@ def down() -> None:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["up"]:
-        for key, value in up().items():
+        try:
+            exported = up()
+        except (SandboxError, RuntimeError, OSError) as error:
+            print(f"sandbox: error: {error}", file=sys.stderr)
+            return 3
+        for key, value in exported.items():
             print(f"export {key}={shlex.quote(value)}")
         return 0
     if argv[:1] == ["down"]:
