@@ -262,13 +262,14 @@ class TargetBuild:
         write_tree(self.context, files)
         add_prebuilt(self.context, prebuilt)
 
-    def _engine(self, title: str, request: BuildRequest | list[str], log_name: str) -> StageRun:
+    def _engine(self, stage: str, request: BuildRequest | list[str], what: str = "") -> StageRun:
+        """One engine command, logged as `logs/<stage>.log`; progress names the stage as result.json does."""
         argv = self.engine.build_argv(request) if isinstance(request, BuildRequest) else request
-        log = self.logs / f"{log_name}.log"
-        self.progress(f"{title} ({self.engine.name}, {self.platform})")
-        seconds = run_logged(argv, self.engine.build_env(), log, title, self.progress)
-        self.progress(f"{title}: done in {seconds:.1f} s")
-        return StageRun(log_name, seconds, False, str(log), engine_cache_hits(log))
+        log = self.logs / f"{stage}.log"
+        self.progress(f"{stage}{what and ' ' + what} ({self.engine.name}, {self.platform})")
+        seconds = run_logged(argv, self.engine.build_env(), log, stage, self.progress)
+        self.progress(f"{stage}: done in {seconds:.1f} s")
+        return StageRun(stage, seconds, False, str(log), engine_cache_hits(log))
 
     def _request(self, target: str, **extra: Any) -> BuildRequest:
         return BuildRequest(
@@ -294,9 +295,7 @@ class TargetBuild:
                 self._render(prebuilt)
                 exported = Path(tempfile.mkdtemp(prefix=".wheels-", dir=self.directory))
                 try:
-                    run = self._engine(
-                        builder.name, self._request(f"wheels-{builder.recipe}", output=exported), builder.name
-                    )
+                    run = self._engine(builder.name, self._request(f"wheels-{builder.recipe}", output=exported))
                     wheels = sorted((exported / WHEEL_DIR.strip("/") / builder.recipe).glob("*.whl"))
                     if not wheels:
                         raise CheckFailed(f"{builder.name} produced no wheel (log: {run.log})")
@@ -333,7 +332,7 @@ class TargetBuild:
         moving, immutable = image_tags(self.plan, self.stack, self.options.registry)
         iidfile = self.directory / "iid"
         request = self._request("app", tags=(moving, immutable), iidfile=iidfile)
-        self.stages.append(self._engine("runtime+app", request, "runtime+app"))
+        self.stages.append(self._engine("runtime+app", request))
         return moving, immutable, iidfile.read_text().strip()
 
     def deliver(self, moving: str, immutable: str) -> tuple[str, str, dict[str, Any] | None]:
@@ -345,16 +344,15 @@ class TargetBuild:
             digest = ""
             for tag in (immutable, moving):
                 argv = self.engine.push_argv(immutable, tag, digestfile, insecure)
-                run = self._engine(f"push {tag}", argv, f"push-{tag.rpartition(':')[2]}")
+                run = self._engine(f"push-{tag.rpartition(':')[2]}", argv, f"to {tag}")
                 self.stages.append(run)
                 digest = digest or read_digest(digestfile, Path(run.log or ""))
             return "registry", digest, None
         layout = self.directory / "oci"
         shutil.rmtree(layout, ignore_errors=True)
         tag = immutable.rpartition(":")[2]
-        self.stages.append(
-            self._engine("oci layout", self.engine.oci_layout_argv(immutable, layout, tag, digestfile), "oci-layout")
-        )
+        argv = self.engine.oci_layout_argv(immutable, layout, tag, digestfile)
+        self.stages.append(self._engine("oci-layout", argv, f"in {layout}"))
         digest = read_digest(digestfile, self.logs / "oci-layout.log")
         manifest = json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_text())
         return "oci-layout", digest, manifest

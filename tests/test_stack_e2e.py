@@ -5,9 +5,13 @@ back by digest and run; a second build takes the C extension from the wheel cach
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import shutil
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,3 +162,31 @@ def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[
         assert locked.code == 0, locked.err
         kinds = {d["package"]: d["kind"] for d in json.loads(locked.out)[0]["image_lock"]["packages"]}
         assert kinds["standin-ext"] == "wheel"
+
+
+def test_the_readmes_offline_block_word_for_word(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """Last in this module: the block ends with `tests/sandbox/down`."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- offline -->\s*```sh\n(.*?)```", readme, re.DOTALL)
+    assert block, "README.md has no offline block"
+    for leftover in ("/tmp/sandbox-out", "/tmp/sandbox-locks"):  # the paths the block names
+        shutil.rmtree(leftover, ignore_errors=True)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "BUILDER_CACHE_DIR": str(tmp_path / "cache"),  # a cold wheel cache, as for a first-time user
+    }
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=2400,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-4000:]
+    registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
+    for target in sandbox["exports"]["BUILDER_SANDBOX_TARGETS"].split():
+        result = json.loads(Path("/tmp/sandbox-out/sandbox", target, "result.json").read_text())
+        assert result["image"]["stored"] == "registry"
+        assert result["image"]["reference"] == f"{registry}/sandbox@{result['image']['digest']}"
+        assert result["wheel_cache"]["standin-ext"]["cache_hit"] is False
+    host, port = registry.split(":")
+    with socket.socket() as probe_socket:
+        assert probe_socket.connect_ex((host, int(port))) != 0  # and `down` stopped the servers
