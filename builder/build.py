@@ -352,8 +352,9 @@ class TargetBuild:
         shutil.rmtree(layout, ignore_errors=True)
         tag = immutable.rpartition(":")[2]
         argv = self.engine.oci_layout_argv(immutable, layout, tag, digestfile)
-        self.stages.append(self._engine("oci-layout", argv, f"in {layout}"))
-        digest = read_digest(digestfile, self.logs / "oci-layout.log")
+        run = self._engine("oci-layout", argv, f"in {layout}")
+        self.stages.append(run)
+        digest = read_digest(digestfile, Path(run.log or ""))
         manifest = json.loads((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_text())
         return "oci-layout", digest, manifest
 

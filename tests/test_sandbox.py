@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
+from tests.standins import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,7 @@ def test_a_missing_tool_is_one_line_and_leaves_nothing_half_made(tmp_path: Path)
     env = {
         "PATH": str(tools),  # a registry, but no mmdebstrap
         "BUILDER_SANDBOX_DIR": str(tmp_path / "state"),
-        "BUILDER_SANDBOX_REGISTRY_PORT": str(_free_port()),
+        "BUILDER_SANDBOX_REGISTRY_PORT": str(free_port()),
         "HOME": str(tmp_path),
     }
     sandbox = [sys.executable, "-m", "tests.sandbox"]
@@ -121,9 +122,3 @@ def test_a_missing_tool_is_one_line_and_leaves_nothing_half_made(tmp_path: Path)
     assert result.stderr.splitlines()[-1].startswith("sandbox: error: mmdebstrap: not installed; install mmdebstrap")
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "state" / "bases").glob("*.tar"))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
