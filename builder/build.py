@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,15 +85,46 @@ class StageRun:
 # ---------------------------------------------------------------- running an engine step
 
 
-def run_logged(argv: list[str], env: Mapping[str, str], log: Path, title: str, progress: Progress) -> float:
+def run_logged(
+    argv: list[str],
+    env: Mapping[str, str],
+    log: Path,
+    title: str,
+    progress: Progress,
+    transient_failures: Sequence[str] = (),
+    attempts: int = 3,
+) -> float:
     """Run one engine command with its whole output in `log`; a heartbeat line every 30 s.
 
-    The command gets its own session so that Ctrl-C reaches builder first, which then stops the
-    engine's process group (SIGINT, then SIGTERM, then SIGKILL) instead of leaving it running.
+    A failure whose new log lines name one of `transient_failures` is tried again, up to
+    `attempts` times in all, with every try kept in the same log.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
     started = time.monotonic()
-    with log.open("wb") as output:
+    for attempt in range(1, attempts + 1):
+        offset = log.stat().st_size if log.exists() else 0
+        returncode = _run_once(argv, env, log, title, progress, started)
+        if returncode == 0:
+            return time.monotonic() - started
+        with log.open("rb") as output:
+            output.seek(offset)
+            tried = output.read().decode(errors="replace")
+        known = next((marker for marker in transient_failures if marker in tried), None)
+        if known is None or attempt == attempts:
+            break
+        progress(
+            f"{title}: the engine hit a known transient failure ({known}); trying again ({attempt + 1} of {attempts})"
+        )
+    raise BuildFailed(title, log, returncode)
+
+
+def _run_once(
+    argv: list[str], env: Mapping[str, str], log: Path, title: str, progress: Progress, started: float
+) -> int:
+    """The command gets its own session so that Ctrl-C reaches builder first, which then stops the
+    engine's process group (SIGINT, then SIGTERM, then SIGKILL) instead of leaving it running."""
+    with log.open("ab") as output:
         output.write(f"$ {' '.join(argv)}\n".encode())
         output.flush()
         try:
@@ -105,16 +136,12 @@ def run_logged(argv: list[str], env: Mapping[str, str], log: Path, title: str, p
         try:
             while True:
                 try:
-                    returncode = child.wait(timeout=HEARTBEAT_SECONDS)
-                    break
+                    return child.wait(timeout=HEARTBEAT_SECONDS)
                 except subprocess.TimeoutExpired:
                     progress(f"{title}: still running after {time.monotonic() - started:.0f} s (log: {log})")
         except BaseException:
             stop_group(child)
             raise
-    if returncode != 0:
-        raise BuildFailed(title, log, returncode)
-    return time.monotonic() - started
 
 
 def stop_group(child: subprocess.Popen[bytes]) -> None:
@@ -267,7 +294,7 @@ class TargetBuild:
         argv = self.engine.build_argv(request) if isinstance(request, BuildRequest) else request
         log = self.logs / f"{stage}.log"
         self.progress(f"{stage}{what and ' ' + what} ({self.engine.name}, {self.platform})")
-        seconds = run_logged(argv, self.engine.build_env(), log, stage, self.progress)
+        seconds = run_logged(argv, self.engine.build_env(), log, stage, self.progress, self.engine.transient_failures)
         self.progress(f"{stage}: done in {seconds:.1f} s")
         return StageRun(stage, seconds, False, str(log), engine_cache_hits(log))
 

@@ -44,6 +44,7 @@ class BuildRequest:
 class Engine(Protocol):
     name: str
     version: Version
+    transient_failures: tuple[str, ...]  # log lines of failures that a second try gets past
 
     def build_argv(self, request: BuildRequest) -> list[str]: ...
 
@@ -80,6 +81,7 @@ class Docker:
     version: Version
     mode: Literal["buildx", "builtin"]
     name: str = "docker"
+    transient_failures: tuple[str, ...] = ()
 
     def build_argv(self, request: BuildRequest) -> list[str]:
         command = ["buildx", "build"] if self.mode == "buildx" else ["build"]
@@ -110,6 +112,9 @@ class Buildah:
     version: Version
     storage_driver: str = "vfs"
     name: str = "buildah"
+    # containers/storage re-executes buildah from a sealed memfd for each RUN under chroot
+    # isolation; the kernel refuses the seal with EBUSY while a page of it is still pinned.
+    transient_failures: tuple[str, ...] = ("sealing memfd copy: Device or resource busy",)
 
     def _base(self) -> list[str]:
         return [self.client, "--storage-driver", self.storage_driver]

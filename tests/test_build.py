@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildFailed, image_tags, insecure_registry, machine_secrets, read_digest
+from builder.build import BuildFailed, image_tags, insecure_registry, machine_secrets, read_digest, run_logged
 from builder.catalogue import load_catalogue
 from builder.render import dockerfile, load_lock
 from builder.stages import make_plan
@@ -86,6 +86,38 @@ def test_a_failing_step_prints_the_tail_of_its_log_and_its_path(tmp_path: Path) 
     assert first == f"error: build-x failed (exit 7); full log: {log}"
     assert tail[-1] == "  | compiler exploded" and tail[0] == "  | line-22" and len(tail) == 20
     assert "line-1\n" in log.read_text()  # the whole output is kept
+
+
+FLAKY = "seal: Device or resource busy"
+# Fails with FLAKY until the counter file holds `n` tries, then succeeds.
+FLAKY_STEP = (
+    'n=$(($(cat {count} 2>/dev/null || echo 0) + 1)); echo $n > {count}; [ $n -ge {n} ] || {{ echo "{said}"; exit 1; }}'
+)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("said", "succeeds_on", "tries", "passes"),
+    [
+        (FLAKY, 2, 2, True),  # a known transient failure is tried again
+        (FLAKY, 9, 3, False),  # but not forever
+        ("out of disk space", 2, 1, False),  # any other failure is final
+    ],
+)
+def test_known_transient_engine_failures_are_tried_again(
+    tmp_path: Path, said: str, succeeds_on: int, tries: int, passes: bool
+) -> None:
+    count, log = tmp_path / "count", tmp_path / "build-x.log"
+    lines: list[str] = []
+    argv = ["bash", "-c", FLAKY_STEP.format(count=count, n=succeeds_on, said=said)]
+    if passes:
+        run_logged(argv, {"PATH": "/usr/bin:/bin"}, log, "build-x", lines.append, (FLAKY,))
+    else:
+        with pytest.raises(BuildFailed):
+            run_logged(argv, {"PATH": "/usr/bin:/bin"}, log, "build-x", lines.append, (FLAKY,))
+    assert int(count.read_text()) == tries
+    assert log.read_text().count("$ bash -c") == tries  # every try is kept in the one log
+    assert len(lines) == tries - 1 and all("known transient failure" in line for line in lines)
 
 
 @pytest.mark.integration

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.build import BuildFailed, run_logged
 from builder.engines import BuildRequest, select_engine
 
 pytestmark = pytest.mark.integration
@@ -62,10 +63,11 @@ def test_engine_builds_with_a_secret_that_stays_out_of_the_image(
         secrets={"token": tmp_path / "token"},
         iidfile=tmp_path / "iid",
     )
-    result = subprocess.run(
-        engine.build_argv(request), env=engine.build_env(), capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    log = tmp_path / "build.log"
+    try:
+        run_logged(engine.build_argv(request), engine.build_env(), log, "runtime", print, engine.transient_failures)
+    except BuildFailed:
+        pytest.fail(log.read_text()[-2000:])
     assert (tmp_path / "iid").read_text().startswith("sha256:")
     archive = tmp_path / "image.tar"
     if engine_name == "docker":
