@@ -107,9 +107,7 @@ def run_logged(
         returncode = _run_once(argv, env, log, title, progress, started)
         if returncode == 0:
             return time.monotonic() - started
-        with log.open("rb") as output:
-            output.seek(offset)
-            tried = output.read().decode(errors="replace")
+        tried = log.read_bytes()[offset:].decode(errors="replace")
         known = next((marker for marker in transient_failures if marker in tried), None)
         if known is None or attempt == attempts:
             break
