@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from builder.engines import detect_docker, docker_clients  # noqa: E402
+from builder.build.engines import detect_docker, docker_clients  # noqa: E402
 from tests.sandbox import CATALOGUE, up  # noqa: E402
 
 SCENARIOS = ["cold", "no-op", "app change", "new runner"]

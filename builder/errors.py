@@ -1,4 +1,7 @@
-"""One error tree. Library code raises these; only the CLI formats them and exits."""
+"""One error tree. Library code raises these; only the CLI formats them and exits.
+
+Every class carries its exit code. Callers decide on types and typed fields, never on message text.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNAVAILABLE = 3
-EXIT_INTERNAL = 70  # a bug in builder itself
+EXIT_CHECK_FAILED = 1  # a check failed: verify, smoke, `lock --check`, a stale or tampered lock
+EXIT_BAD_INPUT = 2  # the user's input is wrong: a flag, a catalogue file, an unsatisfiable request
+EXIT_UNAVAILABLE = 3  # an upstream, tool, engine or the filesystem is unavailable or misbehaves
+EXIT_INTERNAL = 70  # a bug in builder itself (EX_SOFTWARE)
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 
 class BuilderError(Exception):
@@ -27,16 +31,11 @@ class BuilderError(Exception):
         return [one_line(text if self.hint is None else f"{text} (hint: {self.hint})")]
 
 
+# ---------------------------------------------------------------- bad input (exit 2)
+
+
 class UsageError(BuilderError):
     """The command line itself is wrong (unknown stack, bad flag value)."""
-
-
-class CheckFailed(BuilderError):
-    exit_code = EXIT_CHECK_FAILED
-
-
-class UpstreamUnavailable(BuilderError):
-    exit_code = EXIT_UNAVAILABLE
 
 
 @dataclass(frozen=True, order=True)
@@ -48,9 +47,11 @@ class Diagnostic:
     column: int
     message: str
 
+    def location(self, relative_to: Path | None = None) -> str:
+        return f"{display_path(self.path, relative_to)}:{self.line}:{self.column}"
+
     def render(self, relative_to: Path | None = None) -> str:
-        text = f"{display_path(self.path, relative_to)}:{self.line}:{self.column}: error: {self.message}"
-        return one_line(text)
+        return one_line(f"{self.location(relative_to)}: error: {self.message}")
 
 
 class InvalidCatalogue(BuilderError):
@@ -63,6 +64,105 @@ class InvalidCatalogue(BuilderError):
 
     def lines(self) -> list[str]:
         return [d.render() for d in self.diagnostics]
+
+
+class Unsatisfiable(BuilderError):
+    """Nothing can serve a package on a cell; the lines point at who asked for it."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(diagnostics[0].message)
+        self.diagnostics = diagnostics
+
+    def lines(self) -> list[str]:
+        return [diagnostic.render() for diagnostic in self.diagnostics]
+
+
+class Conflict(BuilderError):
+    """The resolver found no environment that satisfies every requirement."""
+
+
+class PlanError(BuilderError):
+    """The plan cannot be made (e.g. a source build cannot fit in the build memory)."""
+
+
+# ---------------------------------------------------------------- a check failed (exit 1)
+
+
+class CheckFailed(BuilderError):
+    exit_code = EXIT_CHECK_FAILED
+
+
+class Drift(CheckFailed):
+    """A lock no longer matches what it was made from; one line per change."""
+
+    def __init__(self, where: str, changes: list[str], *, hint: str | None = None) -> None:
+        super().__init__(f"{where} is out of date", hint=hint)
+        self.changes = changes
+
+    def lines(self) -> list[str]:
+        lines = [f"error: {self.message}: {change}" for change in self.changes]
+        if self.hint is not None:
+            lines[-1] += f" (hint: {self.hint})"
+        return [one_line(line) for line in lines]
+
+
+class BuildFailed(CheckFailed):
+    """An engine step failed: say which, where its whole log is, and the end of that log."""
+
+    TAIL_LINES = 20
+
+    def __init__(self, title: str, log: Path, returncode: int) -> None:
+        super().__init__(f"{title} failed (exit {returncode}); full log: {log}")
+        self.log = log
+
+    def lines(self) -> list[str]:
+        try:
+            tail = self.log.read_text(errors="replace").splitlines()[-self.TAIL_LINES :]
+        except OSError:
+            tail = []
+        return [one_line(f"error: {self.message}"), *(one_line(f"  | {line}") for line in tail)]
+
+
+# ---------------------------------------------------------------- unavailable (exit 3)
+
+
+class UpstreamUnavailable(BuilderError):
+    """An index, registry, git server or tool cannot be reached or used."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class HttpError(UpstreamUnavailable):
+    """A request failed; `retryable` says whether sending it again may help (a body cut short)."""
+
+    def __init__(self, url: str, message: str, status: int | None = None, *, retryable: bool = False) -> None:
+        super().__init__(f"{url}: {message}")
+        self.url = url
+        self.status = status
+        self.retryable = retryable
+
+
+class ToolFailed(UpstreamUnavailable):
+    """A tool or engine ran but misbehaved (wrote something invalid, reported nothing)."""
+
+
+class FileProblem(BuilderError):
+    """The filesystem refused an operation: the path and the system's reason, not "bad input"."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+    def __init__(self, error: OSError) -> None:
+        where = f" {error.filename}:" if error.filename else ""
+        super().__init__(f"{where.strip()} {error.strerror or error}".strip())
+
+
+# ---------------------------------------------------------------- builder's own fault (exit 70)
+
+
+class InternalError(BuilderError):
+    """An inconsistency builder should never reach: a bug to report."""
+
+    exit_code = EXIT_INTERNAL
 
 
 def display_path(path: Path, relative_to: Path | None = None) -> str:

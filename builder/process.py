@@ -1,16 +1,28 @@
-"""The one door to subprocesses: argv in, exit code and output out, failures that name the tool."""
+"""The one door to subprocesses: argv in, exit code and output out, failures that name the tool.
+
+`run` waits for a short command and keeps its output; `run_logged` streams a long one (an engine
+build) into a log file with a heartbeat, tries known transient failures again, and stops the
+command's whole process group when builder is interrupted.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import UpstreamUnavailable
+from builder.errors import BuildFailed, UpstreamUnavailable
 
 TAIL_LINES = 20
+HEARTBEAT_SECONDS = 30
+
+Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -57,3 +69,73 @@ def run(
     except subprocess.TimeoutExpired:
         raise UpstreamUnavailable(f"'{' '.join(argv[:3])}' did not finish within {timeout:g} s") from None
     return Completed(tuple(argv), result.returncode, result.stdout, result.stderr)
+
+
+def run_logged(
+    argv: list[str],
+    env: Mapping[str, str],
+    log: Path,
+    title: str,
+    progress: Progress,
+    transient_failures: Sequence[str] = (),
+    attempts: int = 3,
+) -> float:
+    """Run one long command with its whole output in `log`; a heartbeat line every 30 s.
+
+    A failure whose new log lines name one of `transient_failures` is tried again, up to
+    `attempts` times in all, with every try kept in the same log. Returns the seconds it took.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        offset = log.stat().st_size if log.exists() else 0
+        returncode = _run_once(argv, env, log, title, progress, started)
+        if returncode == 0:
+            return time.monotonic() - started
+        tried = log.read_bytes()[offset:].decode(errors="replace")
+        known = next((marker for marker in transient_failures if marker in tried), None)
+        if known is None or attempt == attempts:
+            break
+        progress(
+            f"{title}: the engine hit a known transient failure ({known}); trying again ({attempt + 1} of {attempts})"
+        )
+    raise BuildFailed(title, log, returncode)
+
+
+def _run_once(
+    argv: list[str], env: Mapping[str, str], log: Path, title: str, progress: Progress, started: float
+) -> int:
+    """The command gets its own session so that Ctrl-C reaches builder first, which then stops the
+    command's process group (SIGINT, then SIGTERM, then SIGKILL) instead of leaving it running."""
+    with log.open("ab") as output:
+        output.write(f"$ {' '.join(argv)}\n".encode())
+        output.flush()
+        try:
+            child = subprocess.Popen(
+                argv, stdout=output, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True
+            )
+        except FileNotFoundError:
+            raise UpstreamUnavailable(f"tool '{argv[0]}' is not installed or not on PATH") from None
+        try:
+            while True:
+                try:
+                    return child.wait(timeout=HEARTBEAT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    progress(f"{title}: still running after {time.monotonic() - started:.0f} s (log: {log})")
+        except BaseException:
+            stop_group(child)
+            raise
+
+
+def stop_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGINT first (engines cancel their build), then SIGTERM and SIGKILL for whatever is left
+    of the group: a shell's background jobs ignore SIGINT and would outlive the build."""
+    for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace)
+        time.sleep(0.2)

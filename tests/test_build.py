@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildFailed, image_tags, insecure_registry, machine_secrets, read_digest, run_logged
-from builder.catalogue import load_catalogue
-from builder.render import dockerfile, load_lock
-from builder.stages import make_plan
+from builder.build.runner import image_tags, insecure_registry, machine_secrets, read_digest
+from builder.errors import BuildFailed
+from builder.lock.model import current_lock
+from builder.plan.stages import make_plan
+from builder.process import run_logged
+from builder.render.files import dockerfile
+from builder.validate import load_catalogue
 from tests.conftest import ROOT, run_cli
 from tests.test_render import locked
 
@@ -53,7 +56,7 @@ RUNNER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from builder.build import run_logged
+    from builder.process import run_logged
     from builder.cli import main
     argv, log = sys.argv[2:], Path(sys.argv[1])
     try:
@@ -140,7 +143,7 @@ def test_tags_are_a_moving_target_tag_and_an_immutable_lock_tag(locked: Path) ->
     catalogue = load_catalogue(locked)
     stack = catalogue.stacks["maie-jetson"].model
     target = "orin-nano-super/jp6.2-cu126"
-    plan = make_plan(catalogue, stack, target, *load_lock(catalogue, stack, target, locked / "locks"))
+    plan = make_plan(catalogue, stack, target, current_lock(catalogue, stack, target, locked / "locks"))
     moving, immutable = image_tags(plan, stack, "127.0.0.1:5555/team/maie")
     checksum = plan.lock_checksum.removeprefix("sha256:")[:12]
     assert moving == "127.0.0.1:5555/team/maie:orin-nano-super-jp6.2-cu126"
@@ -162,7 +165,11 @@ def test_stack_refuses_a_stale_lock_and_bad_flags(locked: Path) -> None:
         (locked / "stacks" / "maie-jetson.yaml").read_text() + "# edited after locking\n"
     )
     stale = run_cli("stack", "maie-jetson", "--target", "orin-nano-super/jp6.2-cu126", "--engine", "docker")
-    assert stale.code == 1 and "the lock for maie-jetson on orin-nano-super/jp6.2-cu126 is stale" in stale.err
+    assert (
+        stale.code == 1
+        and "the lock for maie-jetson on orin-nano-super/jp6.2-cu126 is out of date: input stacks/maie-jetson.yaml changed since the lock"
+        in stale.err
+    )
     push = run_cli("stack", "maie-jetson", "--push")
     assert push.code == 2 and "--push needs --registry" in push.err
     engine = run_cli("stack", "maie-jetson", "--engine", "podman")
@@ -187,7 +194,7 @@ def test_a_cached_source_build_becomes_a_copy_from_the_context(locked: Path) -> 
     catalogue = load_catalogue(locked)
     stack = catalogue.stacks["maie-jetson"].model
     target = "orin-nano-super/jp6.2-cu126"
-    plan = make_plan(catalogue, stack, target, *load_lock(catalogue, stack, target, locked / "locks"))
+    plan = make_plan(catalogue, stack, target, current_lock(catalogue, stack, target, locked / "locks"))
     recipe = plan.builders[0].recipe
     built = dockerfile(plan, catalogue, stack)
     cached = dockerfile(plan, catalogue, stack, frozenset({recipe}))

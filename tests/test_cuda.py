@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.cuda import CudaArch, arch_problem, cmake_architectures
+from builder.rules.cuda import CudaArch, arch_problem, cmake_architectures
 
 
 @pytest.mark.parametrize(

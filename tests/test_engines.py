@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from builder.engines import (
+from builder.build.engines import (
     Buildah,
     BuildRequest,
     Docker,
@@ -152,8 +152,8 @@ def test_buildah_detection() -> None:
 
 
 def test_no_engine_is_exit_3_with_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("builder.engines.docker_clients", lambda: [])
-    monkeypatch.setattr("builder.engines.shutil.which", lambda name: None)
+    monkeypatch.setattr("builder.build.engines.docker_clients", lambda: [])
+    monkeypatch.setattr("builder.build.engines.shutil.which", lambda name: None)
     with pytest.raises(UpstreamUnavailable) as caught:
         select_engine("auto", answers({}))
     assert caught.value.exit_code == 3

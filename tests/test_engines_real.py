@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildFailed, run_logged
-from builder.engines import BuildRequest, select_engine
+from builder.build.engines import BuildRequest, select_engine
+from builder.errors import BuildFailed
+from builder.process import run_logged
 
 pytestmark = pytest.mark.integration
 SECRET = "s3cr3t-value-1234"

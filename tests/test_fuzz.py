@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.yamlio import YamlProblem, parse_yaml
+from builder.catalogue.yamlio import YamlProblem, parse_yaml
 from tests.conftest import FIXTURE, run_cli
 
 DIAGNOSTIC = re.compile(r"^[^:\n]+\.(yaml|yml):\d+:\d+: error: \S.*$")

@@ -204,7 +204,7 @@ def test_plan_prints_the_decision_table(sandbox: Sandbox) -> None:
 def test_check_passes_on_a_fresh_lock_and_fails_without_one(sandbox: Sandbox) -> None:
     missing = sandbox.lock("--check")
     assert missing.code == 1
-    assert f"{NANO}: no lock at" in missing.err
+    assert f"{NANO}: no lock for demo on {NANO} at" in missing.err
     assert sandbox.lock().code == 0
     current = sandbox.lock("--check")
     assert (current.code, current.err) == (0, ""), current.err

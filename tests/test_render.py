@@ -16,11 +16,11 @@ import jsonschema
 import pytest
 import yaml
 
-from builder.catalogue import load_catalogue
 from builder.errors import BuilderError
-from builder.lock import checksums, input_files
-from builder.render import HADOLINT_IGNORES
-from builder.stages import _waves
+from builder.lock.inputs import checksums, input_files
+from builder.plan.stages import _waves
+from builder.render.files import HADOLINT_IGNORES
+from builder.validate import load_catalogue
 from tests.conftest import ROOT, run_cli
 from tests.standins import JetsonUpstreams, jetson_upstreams
 
@@ -31,7 +31,7 @@ else:
 
 FIXTURE_LOCKS = ROOT / "tests" / "fixtures" / "locks"
 GOLDEN = ROOT / "tests" / "golden"
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "fixtures" / "schemas"
 GOLDEN_CASES = [
     ("maie-jetson", "orin-nano-super/jp6.2-cu126"),
     ("forge-rtx-pro", "rtx-pro-4000-blackwell/ubuntu24.04-cu128"),
@@ -232,7 +232,7 @@ def test_render_refuses_a_stale_or_missing_lock(locked: Path, tmp_path: Path) ->
     stale = run_cli("render", stack, "--target", target, "--out", str(tmp_path / "out"))
     assert stale.code == 1
     assert stale.errors == [
-        f"error: the lock for {stack} on {target} is stale: recipes/vllm.yaml changed "
+        f"error: the lock for {stack} on {target} is out of date: input recipes/vllm.yaml changed since the lock "
         f"(hint: run 'build lock {stack} --target {target}')"
     ]
     missing = run_cli("render", "vla-orin", "--target", "orin-nano-super/jp6.2.1-cu126", "--out", str(tmp_path / "out"))

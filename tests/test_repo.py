@@ -16,11 +16,11 @@ import pytest
 
 from tests.conftest import ROOT
 
-SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "fixtures" / "schemas"
 
 
 def test_pixi_manifest_matches_pixis_schema() -> None:
-    schema = json.loads((SHARED_SCHEMAS / "pixi-manifest.schema.json").read_text())
+    schema = json.loads((SCHEMAS / "pixi-manifest.schema.json").read_text())
     manifest = tomllib.loads((ROOT / "pixi.toml").read_text())
     jsonschema.validate(manifest, schema, cls=jsonschema.Draft7Validator)
     assert manifest["workspace"]["platforms"] == ["linux-64", "linux-aarch64"]
@@ -29,7 +29,7 @@ def test_pixi_manifest_matches_pixis_schema() -> None:
 
 
 def test_pixi_schema_rejects_a_broken_manifest() -> None:
-    schema = json.loads((SHARED_SCHEMAS / "pixi-manifest.schema.json").read_text())
+    schema = json.loads((SCHEMAS / "pixi-manifest.schema.json").read_text())
     manifest = tomllib.loads((ROOT / "pixi.toml").read_text())
     manifest["workspace"]["platform"] = manifest["workspace"].pop("platforms")
     with pytest.raises(jsonschema.ValidationError):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from builder.report import GithubReporter, PlainReporter, RichReporter, make_reporter
+from builder.progress import GithubReporter, PlainReporter, RichReporter, make_reporter
 
 
 def test_plain_lines() -> None:

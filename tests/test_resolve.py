@@ -6,11 +6,11 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from builder.errors import BuilderError
-from builder.index import IndexFile, parse_html_page, parse_json_page, project_url
-from builder.pipconfig import parse_pip_config
-from builder.platform import TargetPlatform
-from builder.registry import ImageName
-from builder.resolve import choose_ref, choose_wheel
+from builder.rules.platform import TargetPlatform
+from builder.rules.wheels import IndexFile, choose_ref, choose_wheel
+from builder.upstream.index import parse_html_page, parse_json_page, project_url
+from builder.upstream.pipconfig import parse_pip_config
+from builder.upstream.registry import ImageName
 
 ORIN = TargetPlatform("3.10", "aarch64", (2, 35), "12.6")
 X86 = TargetPlatform("3.12", "x86_64", (2, 39), "12.8")

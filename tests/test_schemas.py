@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from builder.schema import schema_texts
+from builder.catalogue.schema import schema_texts
 from tests.conftest import ROOT, run_cli
 
 

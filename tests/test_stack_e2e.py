@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from builder.lock import read_toml
+from builder.lock.model import read_toml
 from tests.conftest import ROOT, run_cli
 from tests.sandbox import state_dir
 from tests.standins import Index

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from builder.build.wheelcache import WheelCache, publish
 from builder.errors import UpstreamUnavailable
-from builder.http import HttpClient
-from builder.index import IndexClient
-from builder.wheelcache import WheelCache, publish
+from builder.upstream.http import HttpClient
+from builder.upstream.index import IndexClient
 from tests.standins import Index, make_wheel, sha256
 
 KEY = "sha256:" + "ab" * 32
@@ -45,9 +45,10 @@ def test_nothing_to_cache_is_refused(tmp_path: Path) -> None:
 def test_publish_to_a_pep503_index(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "built", "standin-ext", "1.0.0", "cp311-cp311-linux_x86_64")
     with Index.serve(tmp_path / "index") as index:
-        publish((wheel,), f"http://127.0.0.1:{index.port}/")
-        publish((wheel,), f"http://127.0.0.1:{index.port}/")  # a second runner publishing the same wheel
-        offered = IndexClient(HttpClient(tmp_path / "http-cache")).files(index.url, "standin-ext")
+        http = HttpClient(tmp_path / "http-cache")
+        publish(http, (wheel,), f"http://127.0.0.1:{index.port}/")
+        publish(http, (wheel,), f"http://127.0.0.1:{index.port}/")  # a second runner publishing the same wheel
+        offered = IndexClient(http).files(index.url, "standin-ext")
     assert [(f.filename, f.sha256) for f in offered] == [(wheel.name, sha256(wheel))]
 
 
@@ -55,6 +56,6 @@ def test_publish_to_a_pep503_index(tmp_path: Path) -> None:
 def test_publish_failure_is_an_error(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "built", "standin-ext", "1.0.0", "cp311-cp311-linux_x86_64")
     with pytest.raises(UpstreamUnavailable) as caught:
-        publish((wheel,), "http://127.0.0.1:9/")
+        publish(HttpClient(tmp_path / "http-cache"), (wheel,), "http://127.0.0.1:9/")
     assert caught.value.exit_code == 3
-    assert caught.value.message == f"http://127.0.0.1:9/: cannot publish {wheel.name} (ConnectionError)"
+    assert caught.value.message.startswith(f"http://127.0.0.1:9/: cannot upload {wheel.name} (")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.yamlio import MAX_DEPTH, MarkedDict, YamlProblem, load_yaml_file, mark_of, parse_yaml
+from builder.catalogue.yamlio import MAX_DEPTH, MarkedDict, YamlProblem, load_yaml_file, mark_of, parse_yaml
 
 
 def test_scalars_stay_strings_except_null_and_booleans() -> None:

@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.engines import host_arch
+from builder.build.engines import host_arch
 from tests.standins import git_repo, make_wheel, wait_for
 
 HERE = Path(__file__).resolve().parent

@@ -1,0 +1,1 @@
+"""Building for real: engines behind one Protocol, the build runner and the wheel cache."""

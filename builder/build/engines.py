@@ -1,0 +1,258 @@
+"""Container engines behind one Protocol: docker with BuildKit (buildx, or the daemon's built-in
+BuildKit under DOCKER_BUILDKIT=1) and buildah. Argv builders are pure; detection runs the tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as host_platform
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from packaging.version import InvalidVersion, Version
+
+from builder import process
+from builder.errors import UpstreamUnavailable
+
+MIN_DOCKER = Version("20.10")  # BuildKit secrets and cache mounts in the daemon's builder
+MIN_BUILDAH = Version("1.24")  # RUN --mount=type=cache and --secret in `buildah bud`
+INSTALL_HINT = "install docker.io and start dockerd, or install buildah (apt-get install docker.io buildah)"
+HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+QEMU_NAME = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64"}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One `build` of one stage of a rendered Dockerfile."""
+
+    context: Path
+    target: str
+    platform: str  # linux/arm64
+    tags: tuple[str, ...] = ()
+    dockerfile: Path | None = None  # default: context/Dockerfile
+    secrets: Mapping[str, Path] = field(default_factory=dict)  # id -> file
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    iidfile: Path | None = None
+    network_host: bool = True
+    output: Path | None = None  # export the stage's files into this directory instead of making an image
+    tls_verify: bool = True  # False: base images come from a plain-HTTP registry (buildah; dockerd decides itself)
+
+
+class Engine(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def client(self) -> str:
+        """The engine's command-line client."""
+        ...
+
+    @property
+    def version(self) -> Version: ...
+
+    @property
+    def transient_failures(self) -> tuple[str, ...]:
+        """Log lines of failures that a second try gets past."""
+        ...
+
+    def build_argv(self, request: BuildRequest) -> list[str]: ...
+
+    def build_env(self) -> dict[str, str]: ...
+
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]: ...
+
+    def tag_argv(self, image: str, tag: str) -> list[str]: ...
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]: ...
+
+
+def _common_flags(request: BuildRequest) -> list[str]:
+    argv = ["--file", str(request.dockerfile or request.context / "Dockerfile"), "--target", request.target]
+    argv += ["--platform", request.platform]
+    if request.network_host:
+        argv += ["--network", "host"]
+    for secret_id, source in sorted(request.secrets.items()):
+        argv += ["--secret", f"id={secret_id},src={source}"]
+    for key, value in sorted(request.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    for tag in request.tags:
+        argv += ["--tag", tag]
+    if request.iidfile is not None:
+        argv += ["--iidfile", str(request.iidfile)]
+    if request.output is not None:
+        argv += ["--output", f"type=local,dest={request.output}"]
+    return argv
+
+
+@dataclass(frozen=True)
+class Docker:
+    client: str
+    version: Version
+    mode: Literal["buildx", "builtin"]
+    name: str = "docker"
+    transient_failures: tuple[str, ...] = ()
+
+    def build_argv(self, request: BuildRequest) -> list[str]:
+        command = ["buildx", "build"] if self.mode == "buildx" else ["build"]
+        if self.mode == "buildx" and request.output is None:
+            command.append("--load")  # buildx keeps images in its builder unless told to load them
+        return [self.client, *command, "--progress", "plain", *_common_flags(request), str(request.context)]
+
+    def build_env(self) -> dict[str, str]:
+        # The daemon's own BuildKit needs this switch; buildx ignores it.
+        return {**os.environ, "DOCKER_BUILDKIT": "1"}
+
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]:
+        del image, digestfile, insecure  # docker pushes the tag, prints the digest; the daemon decides on TLS
+        return [self.client, "push", destination]
+
+    def tag_argv(self, image: str, tag: str) -> list[str]:
+        return [self.client, "tag", image, tag]
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]:
+        # The daemon's own `save` writes Docker's archive format before Docker 25; skopeo writes OCI.
+        return ["skopeo", "copy", "--quiet", "--digestfile", str(digestfile), f"docker-daemon:{image}",
+                f"oci:{directory}:{tag}"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Buildah:
+    client: str
+    version: Version
+    storage_driver: str = "vfs"
+    name: str = "buildah"
+    # containers/storage re-executes buildah from a sealed memfd for each RUN under chroot
+    # isolation; the kernel refuses the seal with EBUSY while a page of it is still pinned.
+    transient_failures: tuple[str, ...] = ("sealing memfd copy: Device or resource busy",)
+
+    def _base(self) -> list[str]:
+        return [self.client, "--storage-driver", self.storage_driver]
+
+    def build_argv(self, request: BuildRequest) -> list[str]:
+        return [
+            *self._base(),
+            "bud",
+            "--isolation",
+            "chroot",
+            "--layers",
+            *([] if request.tls_verify else ["--tls-verify=false"]),
+            *_common_flags(request),
+            str(request.context),
+        ]
+
+    def build_env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def push_argv(self, image: str, destination: str, digestfile: Path, insecure: bool = False) -> list[str]:
+        tls = ["--tls-verify=false"] if insecure else []
+        return [*self._base(), "push", *tls, "--digestfile", str(digestfile), image, f"docker://{destination}"]
+
+    def tag_argv(self, image: str, tag: str) -> list[str]:
+        return [*self._base(), "tag", image, tag]
+
+    def oci_layout_argv(self, image: str, directory: Path, tag: str, digestfile: Path) -> list[str]:
+        return [*self._base(), "push", "--quiet", "--digestfile", str(digestfile), image, f"oci:{directory}:{tag}"]
+
+
+# ---------------------------------------------------------------- detection
+
+Runner = Callable[[Sequence[str]], process.Completed]
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text.strip().lstrip("v").split("+")[0].split("-")[0])
+    except InvalidVersion:
+        return None
+
+
+def docker_clients() -> list[str]:
+    """Docker clients to try: the first on PATH, then Debian's own (which has built-in BuildKit)."""
+    found: list[str] = []
+    for candidate in (shutil.which("docker"), "/usr/bin/docker", "/usr/local/bin/docker"):
+        if candidate and Path(candidate).exists() and os.path.realpath(candidate) not in map(os.path.realpath, found):
+            found.append(candidate)
+    return found
+
+
+def detect_docker(clients: Sequence[str], run: Runner = process.run) -> Docker | str:
+    """A usable docker client, or why none is."""
+    reasons = []
+    for client in clients:
+        server = run([client, "version", "--format", "{{.Server.Version}}"])
+        if server.returncode != 0:
+            reasons.append(f"{client}: no daemon answers ({server.tail() or 'exit ' + str(server.returncode)})")
+            continue
+        version = _version(server.stdout)
+        if version is None or version < MIN_DOCKER:
+            reasons.append(f"{client}: daemon {server.stdout.strip()} is older than {MIN_DOCKER}")
+            continue
+        if run([client, "buildx", "version"]).returncode == 0:
+            return Docker(client, version, "buildx")
+        client_version = _version(run([client, "version", "--format", "{{.Client.Version}}"]).stdout)
+        if client_version is not None and client_version < Version("23"):
+            return Docker(client, version, "builtin")
+        reasons.append(f"{client}: client {client_version} needs the buildx plugin for BuildKit and has none")
+    return "; ".join(reasons) or "no docker client found"
+
+
+def detect_buildah(run: Runner = process.run, client: str | None = None) -> Buildah | str:
+    client = client or shutil.which("buildah")
+    if client is None:
+        return "buildah is not installed"
+    result = run([client, "version", "--json"])
+    try:
+        version = _version(json.loads(result.stdout)["version"]) if result.returncode == 0 else None
+    except (ValueError, KeyError, TypeError):
+        version = None
+    if version is None:
+        return f"{client}: cannot read its version ({result.tail()})"
+    if version < MIN_BUILDAH:
+        return f"{client}: version {version} is older than {MIN_BUILDAH}"
+    return Buildah(client, version)
+
+
+def select_engine(wanted: Literal["auto", "docker", "buildah"], run: Runner = process.run) -> Engine:
+    """The engine to build with; a missing or too old engine is exit 3 with how to get one."""
+    reasons = []
+    if wanted in ("auto", "docker"):
+        docker = detect_docker(docker_clients(), run)
+        if not isinstance(docker, str):
+            return docker
+        reasons.append(f"docker: {docker}")
+    if wanted in ("auto", "buildah"):
+        buildah = detect_buildah(run)
+        if not isinstance(buildah, str):
+            return buildah
+        reasons.append(f"buildah: {buildah}")
+    raise UpstreamUnavailable(f"no usable container engine ({'; '.join(reasons)})", hint=INSTALL_HINT)
+
+
+# ---------------------------------------------------------------- cross-architecture builds
+
+
+def host_arch() -> str:
+    return HOST_ARCH.get(host_platform.machine(), host_platform.machine())
+
+
+def emulation_problem(target_arch: str, host: str, binfmt_dir: Path = Path("/proc/sys/fs/binfmt_misc")) -> str | None:
+    """Why `target_arch` images cannot be built on `host` (None when they can: native or qemu binfmt)."""
+    if target_arch == host:
+        return None
+    name = QEMU_NAME.get(target_arch)
+    if name is None:
+        return f"no emulator is known for {target_arch}"
+    entry = binfmt_dir / name
+    try:
+        enabled = entry.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        enabled = False
+    if not enabled:
+        return (
+            f"building linux/{target_arch} images on a {host} host needs qemu binfmt support ({entry} is missing or "
+            "disabled): apt-get install qemu-user-static binfmt-support, then update-binfmts --enable"
+        )
+    return None

@@ -1,0 +1,144 @@
+"""The argument parser: every command and option, each shared option defined once."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from builder import __version__
+from builder.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors share the one error path."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, hint=f"see '{self.prog} --help'")
+
+
+def gigabytes(text: str) -> float:
+    """A positive, finite number of GB."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of GB") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive, finite number of GB")
+    return value
+
+
+def _options() -> dict[str, _Parser]:
+    """Option groups that several commands share, each defined here once."""
+    common = _Parser(add_help=False)
+    common.add_argument("--root", type=Path, default=argparse.SUPPRESS, help="catalogue directory (default: .)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    upstream = _Parser(add_help=False)
+    upstream.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="use URL for the named index ('default': the machine's pip configuration); {path} is the cell's path",
+    )
+    upstream.add_argument(
+        "--image-mirror",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="fetch images of registry SRC from DST (host[:port] or http(s)://host[:port])",
+    )
+    upstream.add_argument(
+        "--git-mirror",
+        action="append",
+        default=[],
+        metavar="SRC=DST",
+        help="fetch git repositories starting with SRC from DST instead",
+    )
+    upstream.add_argument("--offline", action="store_true", help="use only the cache; fail naming what is missing")
+    upstream.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks)")
+    upstream.add_argument(
+        "--cache-dir", type=Path, help="download cache (default: $BUILDER_CACHE_DIR or ~/.cache/builder)"
+    )
+
+    stack = _Parser(add_help=False)
+    stack.add_argument("stack", metavar="STACK")
+
+    targets = _Parser(add_help=False)
+    targets.add_argument(
+        "--target", action="append", default=[], metavar="T", help="a target of the stack (default: all)"
+    )
+
+    target = _Parser(add_help=False)
+    target.add_argument("--target", required=True, metavar="T", help="a target of the stack")
+
+    memory = _Parser(add_help=False)
+    memory.add_argument(
+        "--build-memory", type=gigabytes, metavar="GB", help="memory for source builds (default: the cell's)"
+    )
+    return {
+        "common": common,
+        "upstream": upstream,
+        "stack": stack,
+        "targets": targets,
+        "target": target,
+        "memory": memory,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    shared = _options()
+    common = shared["common"]
+    parser = _Parser(
+        prog="build",
+        description="Declarative, locked, verifiable AI container builds for Jetson and x86 CUDA.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"build {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str, *groups: str) -> _Parser:
+        sub: _Parser = commands.add_parser(name, parents=[common, *(shared[g] for g in groups)], help=help_text)
+        return sub
+
+    validate = command("validate", "check every YAML file of the catalogue")
+    validate.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    matrix = command("matrix", "list cells per stack (a CI matrix with --json)")
+    matrix.add_argument("--stack", help="only this stack's targets")
+    matrix.add_argument("--json", action="store_true", help='print {"include": [...]} for GitHub Actions')
+
+    schema = command("schema", "write the JSON Schemas of the catalogue files")
+    schema.add_argument("--out", type=Path, help="directory to write to (default: ROOT/schemas)")
+
+    show = command("show", "human summary of a stack", "stack")
+    show.add_argument("--json", action="store_true", help="print the stack and per-target choices as JSON")
+
+    lock = command("lock", "resolve and write pylock.toml and image-lock.json", "stack", "targets", "upstream")
+    lock.add_argument(
+        "--check", action="store_true", help="exit 1 if the lock is missing or its inputs or upstreams changed"
+    )
+    lock.add_argument("--upgrade", action="store_true", help="re-resolve the environment even if nothing changed")
+    lock.add_argument("--json", action="store_true", help="print what was locked as JSON")
+
+    plan = command("plan", "how each heavy package is obtained on a target", "stack", "target", "upstream", "memory")
+    plan.add_argument("--json", action="store_true", help="print the decisions and stages as JSON")
+
+    render = command(
+        "render", "write Dockerfile, bake, compose, pixi and context", "stack", "target", "upstream", "memory"
+    )
+    render.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory (replaced whole)")
+
+    stack = command(
+        "stack", "build, tag and push a stack's images (the main job)", "stack", "targets", "upstream", "memory"
+    )
+    stack.add_argument("--engine", choices=("auto", "docker", "buildah"), default="auto", help="container engine")
+    stack.add_argument("--registry", metavar="REPO", help="image repository for the tags (host[:port]/path)")
+    stack.add_argument("--push", action="store_true", help="push both tags to --registry; the digest is the identity")
+    stack.add_argument("--update-lock", action="store_true", help="re-lock a stale or missing lock instead of refusing")
+    stack.add_argument("--out", type=Path, metavar="DIR", help="results, logs, contexts (default: ROOT/out)")
+    stack.add_argument("--publish-wheels", metavar="URL", help="upload newly built wheels to this PEP 503 index")
+    stack.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser

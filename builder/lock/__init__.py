@@ -1,0 +1,1 @@
+"""Locks: typed lock files, the decisions and environment they record, and drift."""

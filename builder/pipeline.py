@@ -1,0 +1,259 @@
+"""Where commands meet the library: each function runs one stage of the pipeline for a command and
+returns values the CLI prints. Policy lives here (which lock to build from, when to re-lock), not
+in the CLI.
+
+Network code (builder.upstream) and engines are imported inside the functions that use them, so
+that planning and rendering from a lock, and every catalogue-only command, start fast and never
+load them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from builder.catalogue.documents import Catalogue
+from builder.catalogue.models import Stack
+from builder.errors import CheckFailed, Drift, UpstreamUnavailable
+from builder.lock.model import Decision, Lock, current_lock
+from builder.plan.stages import Plan, make_plan
+from builder.render.files import render_files, write_tree
+from builder.upstream.options import UpstreamOptions
+
+if TYPE_CHECKING:
+    from builder.lock.locking import LockResult
+    from builder.progress import Reporter
+
+Progress = Callable[[str], None]
+
+
+def _upstreams(options: UpstreamOptions) -> Any:
+    from builder.upstream.upstreams import Upstreams
+
+    return Upstreams(options)
+
+
+# ---------------------------------------------------------------- lock
+
+
+def lock(
+    catalogue: Catalogue,
+    stack_name: str,
+    targets: list[str],
+    lock_dir: Path,
+    options: UpstreamOptions,
+    reporter: Reporter,
+    *,
+    upgrade: bool = False,
+) -> list[LockResult]:
+    """Lock each target of the stack (all of them when `targets` is empty)."""
+    from builder.lock.locking import lock_target
+
+    stack = catalogue.stack(stack_name).model
+    results = []
+    with _upstreams(options) as upstreams:
+        for target in targets or list(stack.targets):
+            with reporter.group(f"lock {stack.name} on {target}"):
+                results.append(
+                    lock_target(catalogue, stack.name, target, lock_dir, upstreams, reporter.step, upgrade=upgrade)
+                )
+    return results
+
+
+def check_locks(
+    catalogue: Catalogue, stack_name: str, targets: list[str], lock_dir: Path, options: UpstreamOptions
+) -> list[str]:
+    """The targets whose locks are current; a failed check listing every change otherwise."""
+    from builder.lock.locking import lock_drift
+
+    stack = catalogue.stack(stack_name).model
+    targets = targets or list(stack.targets)
+    with _upstreams(options) as upstreams:
+        found = [
+            f"{target}: {change}"
+            for target in targets
+            for change in lock_drift(catalogue, stack.name, target, lock_dir, upstreams)
+        ]
+    if found:
+        raise Drift(f"the lock of {stack.name}", found)
+    return targets
+
+
+# ---------------------------------------------------------------- plan and render
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """`build plan`: the heavy-package decisions, where they came from, and the stages when locked."""
+
+    decisions: list[Decision]
+    origin: Literal["lock", "resolved"]
+    lock_path: Path | None
+    plan: Plan | None
+
+    def origin_text(self) -> str:
+        return f"lock {self.lock_path}" if self.origin == "lock" else "resolved now (no current lock)"
+
+
+def locked_plan(
+    catalogue: Catalogue,
+    stack: Stack,
+    target: str,
+    lock_dir: Path,
+    options: UpstreamOptions,
+    build_memory_gb: float | None,
+    lock: Lock | None = None,
+) -> tuple[Plan, Lock]:
+    """The stage plan of a current lock (read here unless given); reads no network."""
+    catalogue.target(stack, target)
+    lock = lock if lock is not None else current_lock(catalogue, stack, target, lock_dir)
+    plan = make_plan(
+        catalogue, stack, target, lock, build_memory_gb,
+        image_mirrors=options.image_mirrors, git_mirrors=options.git_mirrors,
+    )  # fmt: skip
+    return plan, lock
+
+
+def plan(
+    catalogue: Catalogue,
+    stack_name: str,
+    target: str,
+    lock_dir: Path,
+    options: UpstreamOptions,
+    build_memory_gb: float | None,
+) -> PlanView:
+    """From the current lock when there is one; else the decisions resolved now, without stages."""
+    stack_doc = catalogue.stack(stack_name)
+    target_value = catalogue.target(stack_doc.model, target)
+    try:
+        plan_value, current = locked_plan(catalogue, stack_doc.model, target, lock_dir, options, build_memory_gb)
+    except CheckFailed:
+        from builder.lock.decide import decide
+
+        with _upstreams(options) as upstreams:
+            decisions = decide(catalogue, stack_doc, target_value, upstreams)
+        return PlanView(decisions, "resolved", None, None)
+    return PlanView(current.image.packages, "lock", current.paths.image_lock, plan_value)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    plan: Plan
+    files: int
+
+
+def render(
+    catalogue: Catalogue,
+    stack_name: str,
+    target: str,
+    lock_dir: Path,
+    options: UpstreamOptions,
+    build_memory_gb: float | None,
+    out: Path,
+) -> Rendered:
+    """Write every rendered file of a current lock into `out`."""
+    stack = catalogue.stack(stack_name).model
+    plan_value, current = locked_plan(catalogue, stack, target, lock_dir, options, build_memory_gb)
+    files = render_files(plan_value, catalogue, stack, current)
+    write_tree(out, files)
+    return Rendered(plan_value, len(files))
+
+
+# ---------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    engine: Literal["auto", "docker", "buildah"]
+    out_dir: Path
+    registry: str | None
+    push: bool
+    update_lock: bool
+    publish_wheels: str | None
+    build_memory_gb: float | None
+
+
+@dataclass(frozen=True)
+class StackBuild:
+    results: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+
+
+def _lock_to_build(
+    catalogue: Catalogue,
+    stack: Stack,
+    target: str,
+    lock_dir: Path,
+    upstreams: Any,
+    progress: Progress,
+    update: bool,
+) -> Lock:
+    """The lock to build from: a stale or missing one is refused, or re-locked with --update-lock."""
+    from builder.lock.locking import lock_target
+
+    try:
+        return current_lock(catalogue, stack, target, lock_dir)
+    except CheckFailed:
+        if not update:
+            raise
+    lock_target(catalogue, stack.name, target, lock_dir, upstreams, progress)
+    return current_lock(catalogue, stack, target, lock_dir)
+
+
+def build_stack(
+    catalogue: Catalogue,
+    stack_name: str,
+    targets: list[str],
+    lock_dir: Path,
+    options: UpstreamOptions,
+    settings: StackSettings,
+    reporter: Reporter,
+) -> StackBuild:
+    """Lock-check, plan, render, build and deliver each target; targets this host cannot build are
+    skipped with the reason, and none buildable is an error."""
+    from builder.build.engines import emulation_problem, host_arch, select_engine
+    from builder.build.runner import StackBuildOptions, build_target, index_build_args, machine_secrets
+    from builder.build.wheelcache import WheelCache
+
+    stack = catalogue.stack(stack_name).model
+    targets = targets or list(stack.targets)
+    for target in targets:
+        catalogue.target(stack, target)
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    with _upstreams(options) as upstreams:
+        locks = {
+            target: _lock_to_build(catalogue, stack, target, lock_dir, upstreams, reporter.step, settings.update_lock)
+            for target in targets
+        }
+        engine = select_engine(settings.engine)
+        build_options = StackBuildOptions(
+            out_dir=settings.out_dir,
+            registry=settings.registry,
+            push=settings.push,
+            publish_wheels=settings.publish_wheels,
+            build_args=index_build_args(upstreams),
+            secrets=machine_secrets(),
+        )
+        cache = WheelCache(options.cache_dir)
+        for target, current in locks.items():
+            with reporter.group(f"build {stack.name} on {target} with {engine.name}"):
+                plan_value, _ = locked_plan(
+                    catalogue, stack, target, lock_dir, options, settings.build_memory_gb, current
+                )
+                problem = emulation_problem(plan_value.platform.oci_arch, host_arch())
+                if problem is not None:
+                    reporter.step(f"skipped {target}: {problem}")
+                    skipped.append({"target": target, "reason": problem})
+                    continue
+                results.append(
+                    build_target(
+                        engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
+                    )
+                )
+    if not results:
+        reasons = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
+        raise UpstreamUnavailable(f"no target of {stack.name} can be built on this host ({reasons})")
+    return StackBuild(results, skipped)

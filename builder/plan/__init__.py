@@ -1,0 +1,1 @@
+"""The build plan: the stage DAG a lock and the catalogue make, with memory-aware parallelism."""

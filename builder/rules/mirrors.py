@@ -1,0 +1,22 @@
+"""Where a build fetches what the catalogue names: git repositories and images through mirrors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def apply_mirrors(url: str, mirrors: Mapping[str, str]) -> str:
+    """Rewrite `url` through the first mirror whose source prefix it starts with."""
+    for source, destination in mirrors.items():
+        if url.startswith(source):
+            return destination + url[len(source) :]
+    return url
+
+
+def mirrored(ref: str, mirrors: Mapping[str, str]) -> str:
+    """`ref` (registry/repo[:tag|@digest]) as pulled through a mirror of its registry, if one is set."""
+    registry, _, rest = ref.partition("/")
+    target = mirrors.get(registry)
+    if target is None:
+        return ref
+    return f"{target.split('://', 1)[-1].rstrip('/')}/{rest}"

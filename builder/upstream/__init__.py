@@ -1,0 +1,1 @@
+"""The outside world: the one HTTP client, indexes, registries, git, pip configuration and uv."""
