@@ -1,5 +1,5 @@
 """The README's quick start, word for word, in a fresh virtual environment and a copy of the
-repository with nothing beside it (a user's clone has no ../shared or anything else)."""
+repository with nothing beside it (a user's clone has nothing else beside it)."""
 
 from __future__ import annotations
 

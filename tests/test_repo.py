@@ -55,3 +55,17 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_tool_is_clean(argv: list[str]) -> None:
     result = _run(*argv)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_refers_outside_the_repository() -> None:
+    """A user's clone has nothing beside it: no file may point at the developers' notes beside the checkout."""
+    outside = "../" + "shared"  # spelled apart so that this file does not name it either
+    skip = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "__pycache__", "out"}
+    offenders = []
+    for path in ROOT.rglob("*"):
+        parts = path.relative_to(ROOT).parts
+        if path.is_file() and not skip.intersection(parts) and not any(p.endswith(".egg-info") for p in parts):
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+            if outside in text:
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
