@@ -361,7 +361,7 @@ def git_repo(directory: Path, tags: Sequence[str]) -> dict[str, str]:
 # ---------------------------------------------------------------- the real catalogue's Orin cells
 
 JETSON_TAG = "cp310-cp310-linux_aarch64"
-JETSON_WHEELS = [  # named as on the Jetson AI Lab jp6/cu126 index (research/jetson-containers.md §4.11)
+JETSON_WHEELS = [  # named as on the Jetson AI Lab jp6/cu126 index (docs/sources.md JC-4.11)
     ("torch", "2.8.0", ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"]),
     ("torchaudio", "2.8.0", ["torch==2.8.0"]),
     ("torchvision", "0.23.0", ["torch==2.8.0", "numpy", "pillow>=5.3.0,!=8.3.*"]),

@@ -1,7 +1,7 @@
 """CUDA architecture rules: which nvcc can target which SM, and which builds run on which device.
 
 Sources: NVIDIA CUDA 12.8 / 12.9 / 13.0 release notes as summarised in
-research/device-facts.md ("Toolchain facts"): sm_100/101/120 arrived in CUDA 12.8, sm_103/121 and
+docs/sources.md DF-1a (the toolchain table): sm_100/101/120 arrived in CUDA 12.8, sm_103/121 and
 family ('f') targets in 12.9; CUDA 13.0 renamed Thor's sm_101 to sm_110 and removed Maxwell,
 Pascal and Volta (everything below sm_75).
 """
