@@ -12,8 +12,11 @@ of an earlier commit), the median wall time of:
 - `build validate` and `build matrix --json` on a generated catalogue of 1,009 cells (1,539 files).
 
 Each command runs as `python -m builder ...` with PYTHONPATH set to the tree under test, after one
-warm-up, in alternation between the trees so that a drifting machine affects both alike. The
-targets from issue 10 are printed beside the figures.
+warm-up, in alternation between the trees so that a drifting machine affects both alike. Each is
+timed twice: "cold", with an empty cache directory every run (the first run after any change to
+the catalogue, the lock or builder), and "warm", with the cache the warm-up filled (the catalogue
+snapshot and the memo of catalogue-only output: nothing changed since the last run). The targets
+from issue 10 are printed beside the figures.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def attach_lock(root: Path) -> None:
     (directory / "image-lock.json").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
 
-def seconds(argv: list[str], tree: Path | None, cwd: Path) -> float:
+def seconds(argv: list[str], tree: Path | None, cwd: Path, cold: bool = False) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)} if tree else dict(os.environ)
+    env["BUILDER_CACHE_DIR"] = tempfile.mkdtemp(prefix="cold-") if cold else str(cwd.parent / "cache")
     started = time.perf_counter()
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - started
@@ -99,29 +103,34 @@ def main() -> int:
             "matrix --json 1,009 cells": ([python, "-m", "builder", "matrix", "--json"], large, True),
         }
         figures: dict[tuple[str, str], list[float]] = {}
+        rows = []
         for name, (argv, cwd, ours) in cases.items():
             for tree in trees.values():
-                seconds(argv, tree if ours else None, cwd)  # warm-up: page cache, .pyc files
-            for _ in range(args.runs):
-                for tree_name, tree in trees.items():
-                    figures.setdefault((name, tree_name), []).append(seconds(argv, tree if ours else None, cwd))
+                seconds(argv, tree if ours else None, cwd)  # warm-up: page cache, .pyc files, the cache
+            for temperature in ("cold", "warm") if ours else ("",):
+                row = f"{name} ({temperature})" if temperature else name
+                rows.append(row)
+                for _ in range(args.runs):
+                    for tree_name, tree in trees.items():
+                        took = seconds(argv, tree if ours else None, cwd, cold=temperature == "cold")
+                        figures.setdefault((row, tree_name), []).append(took)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.runs} runs each after a warm-up;")
     print(f"generated catalogue: {cells} cells in {files} YAML files; median (min) wall seconds")
-    header = f"{'command':<28}" + "".join(f"{tree:>22}" for tree in trees) + f"{'target':>10}"
+    header = f"{'command':<34}" + "".join(f"{tree:>22}" for tree in trees) + f"{'target':>10}"
     print(header)
-    for name in cases:
-        row = f"{name:<28}"
+    for name in rows:
+        line = f"{name:<34}"
         for tree_name in trees:
             values = figures[(name, tree_name)]
-            row += f"{statistics.median(values):>13.3f} ({min(values):.3f})"
-        target = TARGETS.get(name)
-        row += f"{'<= ' + format(target, 'g') if target else '':>10}"
-        print(row)
+            line += f"{statistics.median(values):>13.3f} ({min(values):.3f})"
+        target = TARGETS.get(name.rsplit(" (", 1)[0])
+        line += f"{'<= ' + format(target, 'g') if target else '':>10}"
+        print(line)
     if args.baseline:
         print("ratios (baseline / this checkout, medians):")
-        for name in cases:
+        for name in rows:
             ratio = statistics.median(figures[(name, "baseline")]) / statistics.median(figures[(name, "this checkout")])
-            print(f"  {name:<26} {ratio:.2f}x")
+            print(f"  {name:<32} {ratio:.2f}x")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Writing files so that a reader never sees half of one."""
+"""Files: writing so that a reader never sees half of one, and where builder keeps its caches."""
 
 from __future__ import annotations
 
@@ -28,3 +28,11 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def default_cache_dir() -> Path:
+    """$BUILDER_CACHE_DIR, else the XDG cache directory's builder/."""
+    if "BUILDER_CACHE_DIR" in os.environ:
+        return Path(os.environ["BUILDER_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "builder"

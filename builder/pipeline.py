@@ -19,7 +19,6 @@ from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, UpstreamUnavailable
 from builder.lock.model import Decision, Lock, current_lock
 from builder.plan.stages import Plan, make_plan
-from builder.render.files import render_files, write_tree
 from builder.upstream.options import UpstreamOptions
 
 if TYPE_CHECKING:
@@ -154,6 +153,8 @@ def render(
     out: Path,
 ) -> Rendered:
     """Write every rendered file of a current lock into `out`."""
+    from builder.render.files import render_files, write_tree
+
     stack = catalogue.stack(stack_name).model
     plan_value, current = locked_plan(catalogue, stack, target, lock_dir, options, build_memory_gb)
     files = render_files(plan_value, catalogue, stack, current)

@@ -28,6 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty builder cache: no memo or download of another test answers it."""
+    monkeypatch.setenv("BUILDER_CACHE_DIR", str(tmp_path_factory.mktemp("builder-cache")))
+
+
+@pytest.fixture(autouse=True)
 def _no_processes_or_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tests cannot start processes or connect anywhere; integration tests say so with a marker."""
     if request.node.get_closest_marker("integration"):

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.catalogue.yamlio import MAX_DEPTH, MarkedDict, YamlProblem, load_yaml_file, mark_of, parse_yaml
+from builder.catalogue.marks import MarkedDict, mark_of
+from builder.catalogue.yamlio import MAX_DEPTH, YamlProblem, load_yaml_file, parse_yaml
 
 
 def test_scalars_stay_strings_except_null_and_booleans() -> None:

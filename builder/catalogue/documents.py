@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from builder.catalogue.marks import MarkedDict, mark_of
 from builder.catalogue.models import Cell, Device, IndexCatalogue, IndexDef, Model, Recipe, Stack
-from builder.catalogue.yamlio import MarkedDict, mark_of
 from builder.errors import Diagnostic, UsageError
 
 M = TypeVar("M", bound=Model)

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from builder.catalogue.documents import Catalogue, Document, M, target_id, with_suggestion
+from builder.catalogue.marks import MarkedDict, mark_of
 from builder.catalogue.models import Cell, Device, IndexCatalogue, Model, Recipe, Stack
-from builder.catalogue.yamlio import MarkedDict, load_yaml_file, mark_of
+from builder.catalogue.yamlio import load_yaml_file
 from builder.errors import Diagnostic, UsageError, display_path
 
 _PATTERN_MEANINGS = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from builder.catalogue.marks import Mark, MarkedDict, MarkedList
 from builder.errors import Diagnostic
 
 MAX_DEPTH = 64
@@ -24,25 +24,6 @@ MAX_EXPANDED_NODES = 200_000
 MAX_FILE_BYTES = 4 * 1024 * 1024
 # libyaml's composer recurses in C: beyond this many flow brackets, compose in Python, which stops at MAX_DEPTH.
 MAX_FLOW_BRACKETS = 10_000
-
-
-@dataclass(frozen=True)
-class Mark:
-    line: int  # 1-based
-    column: int  # 1-based
-
-
-class MarkedDict(dict[str, Any]):
-    """A mapping that remembers where each key and value stood in the file."""
-
-    start: Mark
-    key_marks: dict[str, Mark]
-    value_marks: dict[str, Mark]
-
-
-class MarkedList(list[Any]):
-    start: Mark
-    item_marks: list[Mark]
 
 
 class YamlProblem(Exception):
@@ -275,24 +256,3 @@ def load_yaml_file(path: Path) -> tuple[Any, list[Diagnostic]]:
         kind = "a list" if isinstance(document, list) else "a single value"
         return None, [Diagnostic(path, 1, 1, f"expected a YAML mapping at the top level, found {kind}")]
     return document, []
-
-
-def mark_of(document: MarkedDict, loc: tuple[str | int, ...], *, key: bool = False) -> Mark:
-    """Where the value (or with key=True, the key) at `loc` stands; the nearest parent if it is absent."""
-    node: Any = document
-    mark = document.start
-    for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(node, MarkedDict) and isinstance(part, str) and part in node:
-            mark = node.key_marks[part] if (last and key) else node.value_marks[part]
-            node = node[part]
-        elif isinstance(node, MarkedList) and isinstance(part, int) and 0 <= part < len(node):
-            mark = node.item_marks[part]
-            node = node[part]
-        elif isinstance(node, MarkedDict | MarkedList):
-            # A key the document lacks (a missing field) or a union tag pydantic inserted: stop here.
-            if last or not isinstance(part, str):
-                return mark
-        else:
-            return mark
-    return mark

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UsageError
-from builder.upstream.options import UpstreamOptions, default_cache_dir
+from builder.fsutil import default_cache_dir
+from builder.upstream.options import UpstreamOptions
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING
 
-from builder.cli.settings import Common, print_json
+from builder.cli import memoized
+from builder.cli.settings import Common
 from builder.errors import EXIT_OK
-from builder.validate import load_catalogue
+
+if TYPE_CHECKING:
+    from builder.catalogue.documents import Catalogue
 
 
 def settings(args: argparse.Namespace) -> Common:
@@ -15,6 +20,14 @@ def settings(args: argparse.Namespace) -> Common:
 
 
 def run(settings: Common) -> int:
+    words = ["validate", repr(settings.json)]
+    sys.stdout.write(memoized.output("validate", settings.root, words, [], lambda: _validate(settings)))
+    return EXIT_OK
+
+
+def _validate(settings: Common) -> tuple[str, Catalogue]:
+    from builder.validate import load_catalogue
+
     catalogue = load_catalogue(settings.root)
     counts = {
         "devices": len(catalogue.devices),
@@ -23,7 +36,5 @@ def run(settings: Common) -> int:
         "stacks": len(catalogue.stacks),
     }
     if settings.json:
-        print_json({"ok": True, **counts})
-    else:
-        sys.stdout.write(f"ok: {', '.join(f'{count} {kind}' for kind, count in counts.items())}\n")
-    return EXIT_OK
+        return json.dumps({"ok": True, **counts}, indent=2) + "\n", catalogue
+    return f"ok: {', '.join(f'{count} {kind}' for kind, count in counts.items())}\n", catalogue

@@ -18,8 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from builder.errors import HttpError, InternalError, UpstreamUnavailable
-from builder.fsutil import write_atomic_bytes
-from builder.upstream.options import default_cache_dir
+from builder.fsutil import default_cache_dir, write_atomic_bytes
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # connect, read; BUILDER_HTTP_TIMEOUT sets both
 RETRIES = 3

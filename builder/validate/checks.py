@@ -1,5 +1,4 @@
-"""Validation: rules that relate fields to each other and files to files, each reported at the line
-at fault, applied to a catalogue as it is read."""
+"""Cross-file rules: fields related to each other and files to files, each reported at the line at fault."""
 
 from __future__ import annotations
 
@@ -13,20 +12,10 @@ from packaging.version import Version
 
 from builder.catalogue import placeholders
 from builder.catalogue.documents import Catalogue, Document, Target, with_suggestion
-from builder.catalogue.load import read_catalogue
 from builder.catalogue.models import Cell, Device, IndexCatalogue, Match, Recipe, SourceBuild, Stack
-from builder.errors import Diagnostic, InvalidCatalogue
+from builder.errors import Diagnostic
 from builder.rules.compat import DEFAULT_INDEX, choose, excluded_on, specifier, specifier_problem
 from builder.rules.cuda import CudaArch, arch_problem, capability
-
-
-def load_catalogue(root: Path) -> Catalogue:
-    """Read and check every file under `root`; raise InvalidCatalogue listing every problem found."""
-    catalogue, problems = read_catalogue(root)
-    problems += check_catalogue(catalogue)
-    if problems:
-        raise InvalidCatalogue(problems)
-    return catalogue
 
 
 def check_catalogue(catalogue: Catalogue) -> list[Diagnostic]:
