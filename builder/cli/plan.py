@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from builder.cli import memoized
 from builder.cli.settings import Common, Locking
 from builder.errors import EXIT_OK
+from builder.lock.paths import lock_paths
 
 if TYPE_CHECKING:
     from builder.catalogue.documents import Catalogue
@@ -35,13 +36,13 @@ def settings(args: argparse.Namespace) -> PlanSettings:
 
 
 def run(settings: PlanSettings) -> int:
-    lock = settings.locking.lock_dir / settings.stack / settings.target
+    lock = lock_paths(settings.locking.lock_dir, settings.stack, settings.target)
     words = [
         "plan", str(settings.locking.lock_dir), settings.stack, settings.target, repr(settings.build_memory_gb),
         repr(settings.common.json), json.dumps(settings.locking.upstream.image_mirrors, sort_keys=True),
         json.dumps(settings.locking.upstream.git_mirrors, sort_keys=True),
     ]  # fmt: skip
-    files = [lock / "image-lock.json", lock / "pylock.toml"]
+    files = [lock.image_lock, lock.pylock]
     sys.stdout.write(memoized.output("plan", settings.common.root, words, files, lambda: _plan(settings)))
     return EXIT_OK
 

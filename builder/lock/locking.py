@@ -22,14 +22,13 @@ from builder.lock.model import (
     LockedImage,
     LockedPlatform,
     LockInputs,
-    LockPaths,
     changes,
-    lock_paths,
     pylock_hashes,
     read_lock,
     sha256_text,
     write_lock,
 )
+from builder.lock.paths import LockPaths, lock_paths
 from builder.rules.platform import TargetPlatform
 from builder.upstream.upstreams import Upstreams
 

@@ -22,6 +22,7 @@ from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, FileProblem, display_path
 from builder.fsutil import write_atomic
 from builder.lock.inputs import input_checksums
+from builder.lock.paths import LockPaths, lock_paths
 
 LOCK_VERSION: Literal["1"] = "1"
 
@@ -100,28 +101,6 @@ class ImageLock(_Model):
 
     def decision(self, recipe: str) -> Decision | None:
         return next((d for d in self.packages if d.recipe == recipe), None)
-
-
-@dataclass(frozen=True)
-class LockPaths:
-    directory: Path
-    stack: str
-    target: str
-
-    @property
-    def pylock(self) -> Path:
-        return self.directory / "pylock.toml"
-
-    @property
-    def image_lock(self) -> Path:
-        return self.directory / "image-lock.json"
-
-    def exists(self) -> bool:
-        return self.pylock.is_file() and self.image_lock.is_file()
-
-
-def lock_paths(lock_dir: Path, stack: str, target_id: str) -> LockPaths:
-    return LockPaths(lock_dir / stack / target_id, stack, target_id)
 
 
 @dataclass(frozen=True)
