@@ -5,6 +5,7 @@ Every class carries its exit code. Callers decide on types and typed fields, nev
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,16 @@ def display_path(path: Path, relative_to: Path | None = None) -> str:
         return str(path)
 
 
+# user:password@ in a URL; the password is never shown (the user is).
+_CREDENTIAL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/:@\s]*):(?P<password>[^/@\s]+)@")
+
+
+def redact(text: str) -> str:
+    """`text` with every password inside a URL replaced by ***."""
+    return _CREDENTIAL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
 def one_line(text: str) -> str:
-    """Escape anything that would break a message's one line (newlines and other control characters)."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    """Escape anything that would break a message's one line (newlines and other control characters);
+    passwords inside URLs are never shown."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in redact(text))

@@ -18,6 +18,7 @@ from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, UpstreamUnavailable
 from builder.lock.model import Decision, Lock, current_lock
+from builder.lock.paths import lock_paths
 from builder.plan.stages import Plan, make_plan
 from builder.upstream.options import UpstreamOptions
 
@@ -93,7 +94,7 @@ class PlanView:
     plan: Plan | None
 
     def origin_text(self) -> str:
-        return f"lock {self.lock_path}" if self.origin == "lock" else "resolved now (no current lock)"
+        return f"lock {self.lock_path}" if self.origin == "lock" else "resolved now (there is no lock yet)"
 
 
 def locked_plan(
@@ -123,18 +124,23 @@ def plan(
     options: UpstreamOptions,
     build_memory_gb: float | None,
 ) -> PlanView:
-    """From the current lock when there is one; else the decisions resolved now, without stages."""
+    """From the lock when there is one (a stale, corrupt or tampered lock is a failed check, never
+    quietly replaced); with no lock at all, the decisions resolved now, without stages."""
     stack_doc = catalogue.stack(stack_name)
     target_value = catalogue.target(stack_doc.model, target)
-    try:
+    if lock_paths(lock_dir, stack_doc.model.name, target).exists():
         plan_value, current = locked_plan(catalogue, stack_doc.model, target, lock_dir, options, build_memory_gb)
-    except CheckFailed:
-        from builder.lock.decide import decide
+        return PlanView(current.image.packages, "lock", current.paths.image_lock, plan_value)
+    from builder.lock.candidates import gather
+    from builder.lock.environment import resolve
+    from builder.rules.platform import TargetPlatform
 
-        with _upstreams(options) as upstreams:
-            decisions = decide(catalogue, stack_doc, target_value, upstreams)
-        return PlanView(decisions, "resolved", None, None)
-    return PlanView(current.image.packages, "lock", current.paths.image_lock, plan_value)
+    platform = TargetPlatform.of(target_value.cell, target_value.device)
+    with _upstreams(options) as upstreams:
+        candidates = gather(catalogue, stack_doc, target_value, upstreams)
+        cell_indexes = upstreams.index_urls(catalogue, target_value)
+        decisions = resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes).decisions
+    return PlanView(decisions, "resolved", None, None)
 
 
 @dataclass(frozen=True)

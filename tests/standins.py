@@ -95,12 +95,15 @@ class Index:
 
     @classmethod
     @contextlib.contextmanager
-    def serve(cls, directory: Path) -> Iterator[Index]:
+    def serve(cls, directory: Path, *, fallback: bool = False) -> Iterator[Index]:
+        """pypiserver on `directory`; `fallback` keeps its default configuration, which redirects
+        names it does not have to the public index, as many team indexes are run."""
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
         argv = [shutil.which("pypi-server") or "pypi-server", "run", "-i", "127.0.0.1", "-p", str(port)]
-        # No fallback: pypiserver would otherwise redirect unknown names to the public index.
-        argv += ["--backend", "simple-dir", "--hash-algo", "sha256", "--disable-fallback", "-a", ".", "-P", "."]
+        argv += ["--backend", "simple-dir", "--hash-algo", "sha256", "-a", ".", "-P", "."]
+        if not fallback:
+            argv.append("--disable-fallback")
         argv.append(str(directory))
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -361,12 +364,31 @@ def git_repo(directory: Path, tags: Sequence[str]) -> dict[str, str]:
 # ---------------------------------------------------------------- the real catalogue's Orin cells
 
 JETSON_TAG = "cp310-cp310-linux_aarch64"
-JETSON_WHEELS = [  # named as on the Jetson AI Lab jp6/cu126 index (docs/sources.md JC-4.11)
-    ("torch", "2.8.0", ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"]),
+TORCH_REQUIRES = ["filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx", "jinja2", "fsspec"]
+XFORMERS = "0.0.32+8ed0992.d20250724"
+# Named as on the Jetson AI Lab jp6/cu126 index (docs/sources.md JC-4.11), and as messy: several
+# generations side by side (a torch 2.9.1 beside the vllm builds that need torch 2.8.0), and a
+# transitive dependency (xformers) that only this index carries for aarch64.
+JETSON_WHEELS = [
+    ("torch", "2.8.0", TORCH_REQUIRES),
+    ("torch", "2.9.1", TORCH_REQUIRES),
     ("torchaudio", "2.8.0", ["torch==2.8.0"]),
+    ("torchaudio", "2.9.1", ["torch==2.9.1"]),
     ("torchvision", "0.23.0", ["torch==2.8.0", "numpy", "pillow>=5.3.0,!=8.3.*"]),
+    ("torchvision", "0.24.1", ["torch==2.9.1", "numpy", "pillow>=5.3.0,!=8.3.*"]),
     ("triton", "3.4.0", ["setuptools>=40.8.0"]),
-    ("vllm", "0.10.2+cu126", ["torch==2.8.0", "transformers>=4.55.2", "flashinfer-python==0.3.1"]),
+    ("triton", "3.5.0", ["setuptools>=40.8.0"]),
+    ("xformers", XFORMERS, ["torch==2.8.0", "numpy"]),
+    (
+        "vllm",
+        "0.10.2+cu126",
+        ["torch==2.8.0", f"xformers=={XFORMERS}", "transformers>=4.55.2", "flashinfer-python==0.3.1"],
+    ),
+    (
+        "vllm",
+        "0.11.0+cu126",
+        ["torch==2.8.0", f"xformers=={XFORMERS}", "transformers>=4.56.0", "flashinfer-python==0.3.1"],
+    ),
     ("onnxruntime-gpu", "1.23.0", ["numpy>=1.21.6", "protobuf", "packaging", "flatbuffers", "coloredlogs"]),
     ("torchcodec", "0.7.0", []),
     ("torch-tensorrt", "2.8.0+cu126", ["torch==2.8.0", "numpy", "packaging"]),
@@ -416,15 +438,16 @@ class JetsonUpstreams:
 
 
 @contextlib.contextmanager
-def jetson_upstreams(base: Path) -> Iterator[JetsonUpstreams]:
-    """Stand-ins for the Jetson AI Lab index, NGC and GitHub as the Orin cells use them."""
+def jetson_upstreams(base: Path, *, fallback: bool = False) -> Iterator[JetsonUpstreams]:
+    """Stand-ins for the Jetson AI Lab index, NGC and GitHub as the Orin cells use them; with
+    `fallback` the index redirects names it lacks to the public index (pypiserver's default)."""
     for name, version, requires in JETSON_WHEELS:
         make_wheel(base / "wheels", name, version, JETSON_TAG, requires)
     for name, version, tag, requires in OTHER_WHEELS:
         make_wheel(base / "wheels", name, version, tag, requires)
     for repository, tags in SOURCE_REPOS.items():
         git_repo(base / "git" / repository, tags)
-    with Index.serve(base / "wheels") as index, Registry.serve(base / "registry") as registry:
+    with Index.serve(base / "wheels", fallback=fallback) as index, Registry.serve(base / "registry") as registry:
         for repository, tag in JETSON_IMAGES:
             push_image(registry.url, repository, tag)
         yield JetsonUpstreams(index, registry, base / "git")

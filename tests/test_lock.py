@@ -164,7 +164,7 @@ def test_source_build_when_no_wheel(sandbox: Sandbox) -> None:
     fastlib = sandbox.packages()["fastlib"]
     assert (fastlib["kind"], fastlib["version"], fastlib["ref"]) == ("source", "1.0.0", "v1.0.0")
     assert fastlib["commit"] == sandbox.upstreams.commits["v1.0.0"]
-    assert "no wheel on lab" in fastlib["why"] and "offers nothing for this platform" in fastlib["why"]
+    assert "no wheel on lab" in fastlib["why"] and "not on this index (HTTP 404)" in fastlib["why"]
     pylock = (sandbox.locks() / "pylock.toml").read_text()
     assert f'commit-id = "{sandbox.upstreams.commits["v1.0.0"]}"' in pylock
     assert 'url = "https://git.example/fastlib"' in pylock  # the upstream, not the mirror
@@ -187,7 +187,7 @@ def test_source_build_when_wheel_cuda_does_not_match(sandbox: Sandbox) -> None:
 def test_plan_prints_the_decision_table(sandbox: Sandbox) -> None:
     live = run_cli("plan", "demo", "--target", NANO, *sandbox.args())
     assert live.code == 0, live.err
-    assert live.out.splitlines()[0] == "decisions from resolved now (no current lock)"
+    assert live.out.splitlines()[0] == "decisions from resolved now (there is no lock yet)"
     assert live.out.splitlines()[1].split() == ["PACKAGE", "WANTED", "CHOSEN", "FROM", "WHY"]
     assert sandbox.lock().code == 0
     locked = json.loads(run_cli("plan", "demo", "--target", NANO, "--json", *sandbox.args()).out)
@@ -294,16 +294,30 @@ def test_no_wheel_and_no_source_is_explained(sandbox: Sandbox) -> None:
     ]
 
 
-def test_conflict_names_who_asked(sandbox: Sandbox) -> None:
+def test_heavy_packages_are_chosen_jointly(sandbox: Sandbox) -> None:
+    """torch 2.8.0 is the newest, but fastlib (the only one offered) wants 2.5.0: the resolver takes 2.5.0."""
     (sandbox.wheels / "fastlib-1.0.0+cu126-cp310-cp310-linux_aarch64.whl").unlink()
     make_wheel(sandbox.wheels, "fastlib", "1.0.0+cu126", "cp310-cp310-linux_aarch64", ["torch==2.5.0"])
+    result = sandbox.lock("--target", NANO)
+    assert result.code == 0, result.err
+    torch = sandbox.packages()["torch"]
+    assert (torch["kind"], torch["version"]) == ("wheel", "2.5.0")
+    assert "2.8.0 also offered" in torch["why"]
+    table = run_cli("plan", "demo", "--target", NANO, *sandbox.args())
+    assert "2.5.0 (torch-2.5.0-cp310-cp310-linux_aarch64.whl)" in table.out and "2.8.0 also offered" in table.out
+
+
+def test_conflict_names_who_asked(sandbox: Sandbox) -> None:
+    for version in ("2.5.0", "2.8.0"):  # every torch now needs a filelock no index has
+        (sandbox.wheels / f"torch-{version}-cp310-cp310-linux_aarch64.whl").unlink()
+        make_wheel(sandbox.wheels, "torch", version, "cp310-cp310-linux_aarch64", ["filelock>=9"])
     result = sandbox.lock("--target", NANO)
     assert result.code == 2
     assert len(result.errors) == 1
     line = result.errors[0]
     assert line.startswith("error: no environment satisfies every requirement:")
-    assert "torch==2.5.0" in line
-    assert "stacks/demo.yaml:7:14 asks for torch >=2.5, chosen 2.8.0" in line
+    assert "filelock>=9" in line
+    assert "stacks/demo.yaml:7:14 asks for torch >=2.5 (offered: 2.8.0, 2.5.0)" in line
 
 
 def test_pinned_package_never_comes_from_another_index(sandbox: Sandbox) -> None:

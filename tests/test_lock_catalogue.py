@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.standins import JetsonUpstreams, jetson_upstreams
+from tests.standins import XFORMERS, JetsonUpstreams, jetson_upstreams
 
 pytestmark = pytest.mark.integration
 TARGET = "orin-nano-super/jp6.2-cu126"
 
 
-@pytest.fixture(scope="module")
-def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JetsonUpstreams]:
-    with jetson_upstreams(tmp_path_factory.mktemp("jetson")) as started:
+@pytest.fixture(scope="module", params=["404", "fallback"])
+def upstreams(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JetsonUpstreams]:
+    """The stand-in Jetson index answers a name it lacks with 404, or (pypiserver's default
+    configuration) with a redirect to the public index: both mean "not on this index"."""
+    with jetson_upstreams(tmp_path_factory.mktemp("jetson"), fallback=request.param == "fallback") as started:
         yield started
 
 
@@ -43,11 +45,18 @@ def test_lock_maie_jetson(catalogue: Path, upstreams: JetsonUpstreams, tmp_path:
     pylock = (directory / "pylock.toml").read_bytes()
     image_lock = json.loads((directory / "image-lock.json").read_text())
     chosen = {p["package"]: (p["kind"], p.get("version")) for p in image_lock["packages"]}
+    # Chosen jointly: torch 2.9.1 and torchaudio 2.9.1 are newer, but every vllm wants torch 2.8.0.
     assert chosen["torch"] == ("wheel", "2.8.0")
-    assert chosen["vllm"] == ("wheel", "0.10.2+cu126")
+    assert chosen["torchaudio"] == ("wheel", "2.8.0")
+    assert chosen["vllm"] == ("wheel", "0.11.0+cu126")
     assert chosen["ctranslate2"] == ("source", "4.7.1")  # not on the stand-in index: built from its tag
     assert chosen["faster-whisper"][0] == "default" and chosen["faster-whisper"][1]
+    why = {p["package"]: p["why"] for p in image_lock["packages"]}
+    assert "2.9.1 also offered" in why["torch"] and "2.9.1 also offered" in why["torchaudio"]
     text = pylock.decode()
+    # xformers is only a dependency of vllm, and only the Jetson index has an aarch64 build of it.
+    assert f'name = "xformers"\nversion = "{XFORMERS}"' in text
+    assert f"{upstreams.index.url.rsplit('/simple/', 1)[0]}/packages/xformers-" in text
     for excluded in ("flashinfer-python", "onnxruntime"):
         assert f'name = "{excluded}"\n' not in text  # excluded by the stack, though vllm / faster-whisper ask
     assert 'name = "transformers"' in text and "hashes = { sha256 =" in text

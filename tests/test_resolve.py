@@ -7,7 +7,7 @@ from packaging.specifiers import SpecifierSet
 
 from builder.errors import BuilderError
 from builder.rules.platform import TargetPlatform
-from builder.rules.wheels import IndexFile, choose_ref, choose_wheel
+from builder.rules.wheels import IndexFile, choose_wheel, source_versions
 from builder.upstream.index import parse_html_page, parse_json_page, project_url
 from builder.upstream.pipconfig import parse_pip_config
 from builder.upstream.registry import ImageName
@@ -67,11 +67,11 @@ def test_yanked_and_requires_python_are_honoured() -> None:
     assert choice.chosen is not None and choice.chosen.file.url == "u1"
 
 
-def test_choose_ref() -> None:
+def test_source_versions() -> None:
     refs = {"0.10.2": "v0.10.2", "0.11.0": "v0.11.0", "0.9.0": "v0.9.0"}
-    assert choose_ref(refs, SpecifierSet(">=0.10,<0.11")) == ("0.10.2", "v0.10.2")
-    assert choose_ref(refs, SpecifierSet()) == ("0.11.0", "v0.11.0")
-    assert choose_ref(refs, SpecifierSet(">=1")) is None
+    assert source_versions(refs, SpecifierSet(">=0.10,<0.11")) == ["0.10.2"]
+    assert source_versions(refs, SpecifierSet()) == ["0.11.0", "0.10.2", "0.9.0"]
+    assert source_versions(refs, SpecifierSet(">=1")) == []
 
 
 def test_html_and_json_pages() -> None:

@@ -169,9 +169,27 @@ class Parallelism(Model):
     nvcc_threads: int = Field(default=1, gt=0)
 
 
+class SourceRef(Model):
+    """A source version's git ref, with what that version requires of the packages beside it."""
+
+    ref: Text = Field(description="Git tag or 40-hex commit.")
+    requires: list[Text] = Field(
+        default_factory=list,
+        description="PEP 508 requirements of this version (e.g. torchaudio 2.8.0: 'torch==2.8.0'), resolved jointly.",
+    )
+
+
 class SourceBuild(Model):
     repository: Annotated[str, StringConstraints(pattern=r"^(https://|file://|/)\S+$")]
-    refs: dict[Version, Text] = Field(min_length=1, description="Version -> git tag or 40-hex commit.")
+    refs: dict[Version, Text | SourceRef] = Field(
+        min_length=1, description="Version -> git tag or 40-hex commit, or {ref, requires}."
+    )
+
+    def ref_of(self, version: str) -> SourceRef:
+        """The ref of a version, in its long form."""
+        entry = self.refs[version]
+        return entry if isinstance(entry, SourceRef) else SourceRef(ref=entry)
+
     build_system: Literal["setuptools", "cmake", "scikit-build-core", "custom"]
     subdirectory: Text | None = None
     env: dict[EnvName, str] = Field(

@@ -96,7 +96,7 @@ def _obtain_text(recipe: Recipe, cell: Cell, wanted: str) -> str:
             ways.append(f"wheel{suffix} from {where}")
         elif step.source is not None:
             source = step.source
-            versions = ", ".join(f"{version}={ref}" for version, ref in source.refs.items())
+            versions = ", ".join(f"{version}={source.ref_of(version).ref}" for version in source.refs)
             ways.append(
                 f"source build of {source.repository} [{versions}] "
                 f"(~{source.expected_minutes} min, {source.peak_memory_gb:g} GB peak)"

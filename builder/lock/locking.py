@@ -1,5 +1,5 @@
-"""Locking one stack x target: decide the heavy packages, resolve base images and the environment,
-and write the lock; or say why an existing lock no longer matches its upstreams."""
+"""Locking one stack x target: gather what each heavy package may be, resolve the environment
+jointly, resolve base images, and write the lock; or say why an existing lock no longer matches."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from builder import __version__
 from builder.catalogue.documents import Catalogue, Target
 from builder.errors import CheckFailed
-from builder.lock.decide import decide
-from builder.lock.environment import resolve_environment
+from builder.lock.candidates import Candidates, gather
+from builder.lock.environment import resolve
 from builder.lock.inputs import input_checksums, overall
 from builder.lock.model import (
     LOCK_VERSION,
@@ -70,6 +70,20 @@ def _existing(paths: LockPaths) -> Lock | None:
         return None
 
 
+def _offer_changed(lock: Lock, candidates: list[Candidates], upstreams: Upstreams) -> list[str]:
+    """The packages whose candidates (or whose locked source commit) differ from the lock's."""
+    changed = []
+    for item in candidates:
+        locked = lock.image.decision(item.recipe)
+        if (
+            locked is None
+            or locked.candidates != item.digest()
+            or (locked.kind == "source" and upstreams.git.commit(locked.source, str(locked.ref)) != locked.commit)
+        ):
+            changed.append(item.recipe)
+    return changed
+
+
 def lock_target(
     catalogue: Catalogue,
     stack_name: str,
@@ -80,8 +94,8 @@ def lock_target(
     *,
     upgrade: bool = False,
 ) -> LockResult:
-    """Lock one stack x target. An existing lock whose inputs, heavy packages and images are unchanged
-    keeps its environment (like `uv lock`); `upgrade` re-resolves it from the indexes."""
+    """Lock one stack x target. An existing lock whose inputs, offered candidates and images are
+    unchanged keeps its environment (like `uv lock`); `upgrade` re-resolves it from the indexes."""
     stack_doc = catalogue.stack(stack_name)
     stack = stack_doc.model
     target = catalogue.target(stack, target_id)
@@ -89,19 +103,27 @@ def lock_target(
     paths = lock_paths(lock_dir, stack.name, target_id)
     existing = _existing(paths)
 
-    progress(f"{target_id}: deciding {len(stack.packages)} heavy packages")
-    decisions = decide(catalogue, stack_doc, target, upstreams)
+    progress(f"{target_id}: reading what the indexes offer for {len(stack.packages)} heavy packages")
+    candidates = gather(catalogue, stack_doc, target, upstreams)
     if existing is not None:
-        _refuse_rehash(existing, decisions)
+        _refuse_rehash(existing, candidates)
     progress(f"{target_id}: resolving base images for {platform.oci_arch}")
     images = base_images(target, upstreams)
     files = input_checksums(catalogue, stack, target_id)
-    if existing is not None and not upgrade and not changes(existing, files, decisions, images):
-        progress(f"{target_id}: inputs, packages and images unchanged: keeping the locked environment")
+    keep = (
+        existing is not None
+        and not upgrade
+        and not changes(existing, files, images=images)
+        and not _offer_changed(existing, candidates, upstreams)
+    )
+    if existing is not None and keep:
+        progress(f"{target_id}: inputs, candidates and images unchanged: keeping the locked environment")
         decisions, pylock = existing.image.packages, existing.pylock
     else:
-        progress(f"{target_id}: resolving the environment with uv for {platform.uv_platform}")
-        decisions, pylock = resolve_environment(catalogue, stack_doc, decisions, platform, upstreams)
+        progress(f"{target_id}: resolving the environment with uv for {platform.uv_platform} (heavy packages jointly)")
+        cell_indexes = upstreams.index_urls(catalogue, target)
+        resolution = resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes)
+        decisions, pylock = resolution.decisions, resolution.pylock
     image = ImageLock(
         lock_version=LOCK_VERSION,
         created_by=f"builder {__version__}",
@@ -124,16 +146,18 @@ def lock_target(
     return LockResult(target_id, paths, image, changed)
 
 
-def _refuse_rehash(lock: Lock, decisions: list[Decision]) -> None:
+def _refuse_rehash(lock: Lock, candidates: list[Candidates]) -> None:
     """The same file name with new bytes is refused: an index re-uploaded a wheel."""
     recorded = pylock_hashes(lock.pylock)
-    for decision in decisions:
-        if decision.filename in recorded and decision.sha256 != recorded[decision.filename]:
-            raise CheckFailed(
-                f"{decision.filename}: the index now serves sha256 {decision.sha256}, "
-                f"the lock recorded sha256 {recorded[decision.filename]}; refusing to lock different bytes under the same name",
-                hint=f"if the new bytes are trusted, delete {lock.paths.directory} and lock again",
-            )
+    for item in candidates:
+        for wheel in item.wheels:
+            name, sha = wheel.file.filename, wheel.file.sha256
+            if name in recorded and sha is not None and sha != recorded[name]:
+                raise CheckFailed(
+                    f"{name}: the index now serves sha256 {sha}, the lock recorded sha256 {recorded[name]}; "
+                    "refusing to lock different bytes under the same name",
+                    hint=f"if the new bytes are trusted, delete {lock.paths.directory} and lock again",
+                )
 
 
 def lock_drift(
@@ -152,6 +176,17 @@ def lock_drift(
     local = changes(lock, input_checksums(catalogue, stack, target_id))
     if local:
         return local
-    return changes(
-        lock, lock.image.inputs.files, decide(catalogue, stack_doc, target, upstreams), base_images(target, upstreams)
-    )
+    candidates = gather(catalogue, stack_doc, target, upstreams)
+    found = []
+    recorded = pylock_hashes(lock.pylock)
+    for item in candidates:
+        for wheel in item.wheels:
+            name, sha = wheel.file.filename, wheel.file.sha256
+            if name in recorded and sha is not None and sha != recorded[name]:
+                found.append(f"{name}: the index now serves sha256 {sha}, the lock recorded sha256 {recorded[name]}")
+    decisions = None
+    if _offer_changed(lock, candidates, upstreams):
+        platform = TargetPlatform.of(target.cell, target.device)
+        cell_indexes = upstreams.index_urls(catalogue, target)
+        decisions = resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes).decisions
+    return found + changes(lock, lock.image.inputs.files, decisions, base_images(target, upstreams))

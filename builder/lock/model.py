@@ -46,6 +46,7 @@ class Decision(_Model):
     sha256: str | None = None
     ref: str | None = None
     commit: str | None = None
+    candidates: str | None = None  # sha256 of what builder offered the resolver for this package
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

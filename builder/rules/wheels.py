@@ -30,9 +30,14 @@ class WheelCandidate:
 
 @dataclass(frozen=True)
 class WheelChoice:
-    chosen: WheelCandidate | None
+    candidates: tuple[WheelCandidate, ...]  # acceptable wheels, newest first, the best-tagged file of each version
     offered: tuple[str, ...]  # versions offered for this platform, newest first
     wrong_cuda: tuple[str, ...]  # versions for this platform built for another CUDA
+
+    @property
+    def chosen(self) -> WheelCandidate | None:
+        """The newest acceptable wheel: what the cell gets when nothing else constrains it."""
+        return self.candidates[0] if self.candidates else None
 
 
 def combined(*texts: str | None) -> SpecifierSet:
@@ -55,7 +60,7 @@ def _python_ok(requires_python: str | None, python: str) -> bool:
 def choose_wheel(
     files: Iterable[IndexFile], name: str, spec: SpecifierSet, platform: TargetPlatform, *, needs_cuda_local: bool
 ) -> WheelChoice:
-    """The newest wheel of `name` for the platform that satisfies `spec` and the cell's CUDA."""
+    """The wheels of `name` for the platform that satisfy `spec` and the cell's CUDA, newest first."""
     ranks = {tag: position for position, tag in enumerate(platform.tags)}
     candidates: list[WheelCandidate] = []
     offered: set[Version] = set()
@@ -82,23 +87,21 @@ def choose_wheel(
         offered.add(version)
         if spec.contains(version, prereleases=bool(spec.prereleases)):
             candidates.append(WheelCandidate(version, file, min(matching)))
-    chosen = max(candidates, key=lambda c: (c.version, -c.rank), default=None)
-    return WheelChoice(chosen, _newest_first(offered), _newest_first(wrong_cuda - offered))
+    best: dict[Version, WheelCandidate] = {}
+    for candidate in sorted(candidates, key=lambda c: c.rank):
+        best.setdefault(candidate.version, candidate)
+    ordered = tuple(best[version] for version in sorted(best, reverse=True))
+    return WheelChoice(ordered, _newest_first(offered), _newest_first(wrong_cuda - offered))
 
 
 def _newest_first(versions: set[Version]) -> tuple[str, ...]:
     return tuple(str(version) for version in sorted(versions, reverse=True))
 
 
-def choose_ref(refs: dict[str, str], spec: SpecifierSet) -> tuple[str, str] | None:
-    """The newest (version, git ref) of a source build that satisfies `spec`."""
-    versions = sorted(
-        (Version(version) for version in refs if spec.contains(Version(version), prereleases=bool(spec.prereleases))),
+def source_versions(refs: Iterable[str], spec: SpecifierSet) -> list[str]:
+    """The versions of a source build that satisfy `spec`, newest first."""
+    return sorted(
+        (text for text in refs if spec.contains(Version(text), prereleases=bool(spec.prereleases))),
+        key=Version,
         reverse=True,
     )
-    if not versions:
-        return None
-    for text, ref in refs.items():
-        if Version(text) == versions[0]:
-            return text, ref
-    return None

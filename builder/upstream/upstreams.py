@@ -1,10 +1,16 @@
 """Everything resolution asks the outside world, behind one value: indexes, git, registries and
-the machine's own pip configuration. Commands open one `Upstreams` and hand it down."""
+the machine's own pip configuration. Commands open one `Upstreams` and hand it down.
+
+Every URL a user or the machine gives is split here into the URL builder keeps and carries into
+locks and renders, and its credential, which only the HTTP client, uv (through a netrc) and builds
+(through a netrc secret) ever see.
+"""
 
 from __future__ import annotations
 
 from builder.catalogue.documents import Catalogue, Target
 from builder.rules.compat import DEFAULT_INDEX
+from builder.upstream.credentials import Credential, split_credentials
 from builder.upstream.git import GitResolver
 from builder.upstream.http import HttpClient
 from builder.upstream.index import IndexClient
@@ -16,10 +22,13 @@ from builder.upstream.registry import RegistryClient
 class Upstreams:
     def __init__(self, options: UpstreamOptions) -> None:
         self.options = options
-        self.http = HttpClient(options.cache_dir, offline=options.offline)
+        self.credentials: dict[str, Credential] = {}
+        self.index_overrides = {name: self.without_credentials(url) for name, url in options.index_overrides.items()}
+        image_mirrors = {source: self.without_credentials(url) for source, url in options.image_mirrors.items()}
+        self.http = HttpClient(options.cache_dir, offline=options.offline, credentials=self.credentials)
         self.index = IndexClient(self.http)
         self.git = GitResolver(options.cache_dir, offline=options.offline, mirrors=options.git_mirrors)
-        self.registry = RegistryClient(self.http, options.image_mirrors)
+        self.registry = RegistryClient(self.http, image_mirrors)
         self._pip: PipIndexes | None = None
 
     def __enter__(self) -> Upstreams:
@@ -28,18 +37,31 @@ class Upstreams:
     def __exit__(self, *exc: object) -> None:
         self.http.close()
 
+    def without_credentials(self, url: str) -> str:
+        """`url` as builder keeps it; its credential, if any, is kept for its host."""
+        clean, host, credential = split_credentials(url)
+        if credential is not None:
+            self.credentials[host] = credential
+        return clean
+
     def default_indexes(self) -> PipIndexes:
         """What the `default` index means: an override, else the machine's pip configuration."""
-        if DEFAULT_INDEX in self.options.index_overrides:
-            return PipIndexes(self.options.index_overrides[DEFAULT_INDEX])
         if self._pip is None:
-            self._pip = machine_pip_indexes().for_images()
+            if DEFAULT_INDEX in self.index_overrides:
+                indexes = PipIndexes(self.index_overrides[DEFAULT_INDEX])
+            else:
+                indexes = machine_pip_indexes().for_images()
+            self._pip = PipIndexes(
+                self.without_credentials(indexes.index_url) if indexes.index_url else None,
+                tuple(self.without_credentials(url) for url in indexes.extra_index_urls),
+                tuple(self.without_credentials(url) for url in indexes.find_links),
+            )
         return self._pip
 
     def index_urls(self, catalogue: Catalogue, target: Target) -> dict[str, str]:
-        """The cell's named indexes as URLs, overrides applied."""
+        """The cell's named indexes as URLs (overrides applied, credentials kept apart)."""
         urls = {}
         for name, path in target.cell.indexes.items():
-            template = self.options.index_overrides.get(name, catalogue.indexes[name].url)
+            template = self.index_overrides.get(name) or self.without_credentials(catalogue.indexes[name].url)
             urls[name] = template.replace("{path}", path)
         return urls

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
-import tempfile
 from pathlib import Path
 
 from builder import process
@@ -21,42 +21,53 @@ def uv_binary() -> str:
         return process.require_tool("uv", "pip install uv")
 
 
-def compile_pylock(
-    requirements: list[str],
+def compile_environment(
+    work: Path,
     overrides: list[str],
     *,
     uv_platform: str,
     python: str,
     cache_dir: Path,
-    index_args: list[str],
+    find_links: list[str],
     offline: bool,
+    netrc: Path | None,
+    source: str = "pyproject.toml",
+    constraints: list[str] | None = None,
+    index_args: list[str] | None = None,
 ) -> str:
-    """The pylock.toml text uv resolves for `requirements` on the platform; raises Conflict when no
-    environment exists, UpstreamUnavailable when an index cannot be read."""
-    uv = uv_binary()
-    with tempfile.TemporaryDirectory(prefix="builder-lock-") as scratch:
-        directory = Path(scratch)
-        (directory / "requirements.in").write_text("\n".join(requirements) + "\n")
-        (directory / "overrides.txt").write_text("\n".join(overrides) + "\n")
-        argv = [
-            uv, "pip", "compile", "requirements.in",
-            "--format", "pylock.toml", "--output-file", "pylock.toml",
-            "--python-platform", uv_platform, "--python-version", python,
-            "--override", "overrides.txt", "--no-header", "--no-config", "--no-python-downloads", "--quiet",
-            "--cache-dir", str(cache_dir / "uv"),
-            *index_args,
-        ]  # fmt: skip
-        if offline:
-            argv.append("--offline")
-        result = process.run(argv, cwd=directory, timeout=900)
-        if result.returncode == 0:
-            return (directory / "pylock.toml").read_text()
-        text = _one_line(result.stderr)
-        if result.returncode != UV_NO_SOLUTION:
-            raise UpstreamUnavailable(f"uv could not resolve (exit {result.returncode}): {text}")
-        if offline:  # uv cannot tell a package missing from its cache from one that does not exist
-            raise UpstreamUnavailable(f"uv found no environment from its cache (--offline): {text}")
-        raise Conflict(f"no environment satisfies every requirement: {text}")
+    """The pylock.toml text uv resolves for `work/source` (a project, or requirements) on the platform.
+
+    Raises Conflict when no environment exists, UpstreamUnavailable when an index or a download
+    fails. `netrc` carries index credentials; nothing else does.
+    """
+    (work / "overrides.txt").write_text("\n".join(overrides) + "\n")
+    argv = [
+        uv_binary(), "pip", "compile", source,
+        "--format", "pylock.toml", "--output-file", "pylock.toml",
+        "--python-platform", uv_platform, "--python-version", python,
+        "--override", "overrides.txt", "--no-header", "--no-config", "--no-python-downloads", "--quiet",
+        "--cache-dir", str(cache_dir / "uv"),
+        *(index_args or []),
+    ]  # fmt: skip
+    if constraints:
+        (work / "constraints.txt").write_text("\n".join(constraints) + "\n")
+        argv += ["--constraint", "constraints.txt"]
+    for link in find_links:
+        argv += ["--find-links", link]
+    if offline:
+        argv.append("--offline")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("UV_", "PIP_"))}
+    if netrc is not None:
+        env["NETRC"] = str(netrc)
+    result = process.run(argv, cwd=work, env=env, timeout=900)
+    if result.returncode == 0:
+        return (work / "pylock.toml").read_text()
+    text = _one_line(result.stderr)
+    if result.returncode != UV_NO_SOLUTION:
+        raise UpstreamUnavailable(f"uv could not resolve (exit {result.returncode}): {text}")
+    if offline:  # uv cannot tell a package missing from its cache from one that does not exist
+        raise UpstreamUnavailable(f"uv found no environment from its cache (--offline): {text}")
+    raise Conflict(f"no environment satisfies every requirement: {text}")
 
 
 def _one_line(stderr: str) -> str:

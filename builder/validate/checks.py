@@ -263,13 +263,17 @@ def _check_source(document: Document[Recipe], loc: tuple[str | int, ...], source
         problem = _requirement_problem(text)
         if problem is not None:
             yield document.at(*loc, "build_requires", position, message=problem)
-    for version, ref in source.refs.items():
-        if ref.startswith("-") or any(char.isspace() for char in ref):
-            yield document.at(*loc, "refs", version, message=f"'{ref}' is not a git tag or commit")
-        elif re.fullmatch(r"[0-9a-f]{7,39}", ref):
-            yield document.at(
-                *loc, "refs", version, message=f"'{ref}' looks like a short commit; write all 40 hex digits"
-            )
+    for version in source.refs:
+        entry = source.ref_of(version)
+        where = (*loc, "refs", version) if isinstance(source.refs[version], str) else (*loc, "refs", version, "ref")
+        if entry.ref.startswith("-") or any(char.isspace() for char in entry.ref):
+            yield document.at(*where, message=f"'{entry.ref}' is not a git tag or commit")
+        elif re.fullmatch(r"[0-9a-f]{7,39}", entry.ref):
+            yield document.at(*where, message=f"'{entry.ref}' looks like a short commit; write all 40 hex digits")
+        for position, text in enumerate(entry.requires):
+            problem = _requirement_problem(text)
+            if problem is not None:
+                yield document.at(*loc, "refs", version, "requires", position, message=problem)
     if recipe.name not in source.produces:
         yield document.at(
             *loc, "produces", message=f"a source build of '{recipe.name}' must produce the '{recipe.name}' wheel"
