@@ -22,8 +22,6 @@ from issue 10 are printed beside the figures.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -57,16 +55,16 @@ def attach_lock(root: Path) -> None:
     """The committed lock snapshot of maie-jetson, re-attached to this catalogue's files (as the tests do)."""
     sys.path.insert(0, str(ROOT))
     from builder.lock.inputs import input_checksums, overall
+    from builder.lock.model import ImageLock, LockInputs
     from builder.validate import load_catalogue
 
     catalogue = load_catalogue(root)
     directory = root / "locks" / STACK / TARGET
     shutil.copytree(ROOT / "tests" / "fixtures" / "locks" / STACK / TARGET, directory)
-    lock = json.loads((directory / "image-lock.json").read_text())
+    image = ImageLock.model_validate_json((directory / "image-lock.json").read_text())
     files = input_checksums(catalogue, catalogue.stacks[STACK].model, TARGET)
-    lock["inputs"] = {"checksum": overall(files), "files": files}
-    lock["pylock-sha256"] = hashlib.sha256((directory / "pylock.toml").read_bytes()).hexdigest()
-    (directory / "image-lock.json").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    image = image.model_copy(update={"inputs": LockInputs(checksum=overall(files), files=files)}).sealed()
+    (directory / "image-lock.json").write_text(image.to_text())
 
 
 def seconds(argv: list[str], tree: Path | None, cwd: Path, cold: bool = False) -> float:

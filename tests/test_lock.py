@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import hashlib
 import json
 import shutil
 import threading
@@ -57,6 +58,8 @@ def standard_wheels(directory: Path) -> None:
     make_wheel(directory, "slowlib", "1.0", "py3-none-any")
     make_wheel(directory, "requests", "2.32.0", "py3-none-any")
     make_wheel(directory, "filelock", "3.0", "py3-none-any")
+    make_wheel(directory, "setuptools", "75.0.0", "py3-none-any")  # a source build's own build requirements
+    make_wheel(directory, "wheel", "0.45.0", "py3-none-any")
 
 
 @dataclass
@@ -168,6 +171,11 @@ def test_source_build_when_no_wheel(sandbox: Sandbox) -> None:
     pylock = (sandbox.locks() / "pylock.toml").read_text()
     assert f'commit-id = "{sandbox.upstreams.commits["v1.0.0"]}"' in pylock
     assert 'url = "https://git.example/fastlib"' in pylock  # the upstream, not the mirror
+    # The source build's own build requirements are locked too, with hashes, and recorded.
+    build = (sandbox.locks() / "pylock.build-fastlib.toml").read_text()
+    assert 'name = "setuptools"' in build and 'name = "wheel"' in build and "sha256 =" in build
+    image_lock = json.loads((sandbox.locks() / "image-lock.json").read_text())
+    assert image_lock["build-pylocks"] == {"fastlib": hashlib.sha256(build.encode()).hexdigest()}
 
 
 def test_source_build_when_wheel_cuda_does_not_match(sandbox: Sandbox) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,9 @@ import pytest
 import yaml
 
 from builder.errors import BuilderError
-from builder.lock.inputs import checksums, input_files
+from builder.lock.inputs import checksums, input_files, overall
+from builder.lock.model import ImageLock, LockInputs, read_lock, sha256_text, write_lock
+from builder.lock.paths import lock_paths
 from builder.plan.stages import _waves
 from builder.render.files import HADOLINT_IGNORES
 from builder.validate import load_catalogue
@@ -57,11 +58,10 @@ def attach_locks(root: Path) -> None:
     for stack, target in GOLDEN_CASES:
         directory = root / "locks" / stack / target
         shutil.copytree(FIXTURE_LOCKS / stack / target, directory)
-        lock = json.loads((directory / "image-lock.json").read_text())
+        image = ImageLock.model_validate_json((directory / "image-lock.json").read_text())
         files = checksums(root, input_files(catalogue, catalogue.stacks[stack].model, target))
-        text = "".join(f"{name} {digest}\n" for name, digest in sorted(files.items()))
-        lock["inputs"] = {"checksum": "sha256:" + hashlib.sha256(text.encode()).hexdigest(), "files": files}
-        (directory / "image-lock.json").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+        image = image.model_copy(update={"inputs": LockInputs(checksum=overall(files), files=files)}).sealed()
+        (directory / "image-lock.json").write_text(image.to_text())
 
 
 @pytest.fixture
@@ -250,12 +250,25 @@ def test_waves_respect_dependencies_and_memory() -> None:
 
 def test_later_waves_wait_for_earlier_ones_in_the_dockerfile(locked: Path, tmp_path: Path) -> None:
     stack, target = GOLDEN_CASES[0]
-    path = locked / "locks" / stack / target / "image-lock.json"
-    lock = json.loads(path.read_text())
-    for package in lock["packages"]:
-        if package["recipe"] == "torchcodec":  # pretend the index lacked it: a second source build
-            package.update(kind="source", source="https://github.com/pytorch/torchcodec", ref="v0.7.0", commit="a" * 40)
-    path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    # Pretend the index lacked torchcodec: a second source build, locked as `build lock` would lock it.
+    lock = read_lock(lock_paths(locked / "locks", stack, target))
+    source = {"kind": "source", "source": "https://github.com/pytorch/torchcodec", "ref": "v0.7.0", "commit": "a" * 40}
+    packages = [
+        d.model_copy(update={**source, "filename": None, "url": None, "sha256": None})
+        if d.recipe == "torchcodec"
+        else d
+        for d in lock.image.packages
+    ]
+    head, *blocks = lock.pylock.split("\n[[packages]]\n")
+    blocks = [b for b in blocks if not b.startswith('name = "torchcodec"')]
+    vcs = 'vcs = { type = "git", url = "https://github.com/pytorch/torchcodec", requested-revision = "v0.7.0"'
+    pylock = (
+        "\n[[packages]]\n".join([head, *blocks])
+        + f'\n[[packages]]\nname = "torchcodec"\nversion = "0.7.0"\n{vcs}, commit-id = "{"a" * 40}" }}\n'
+    )
+    builds = {**lock.build_pylocks, "torchcodec": lock.build_pylocks["ctranslate2"]}
+    image = lock.image.model_copy(update={"packages": packages, "pylock_sha256": sha256_text(pylock)})
+    write_lock(lock.paths, image, pylock, builds)
     data = json.loads(run_cli("plan", stack, "--target", target, "--json").out)["stages"]
     assert data["waves"] == [["build-ctranslate2"], ["build-torchcodec"]]  # 6 GB + 6 GB > 6 GB
     assert data["estimated_peak_gb"] == 6

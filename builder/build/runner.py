@@ -27,13 +27,13 @@ from builder.lock.model import Lock
 from builder.plan.stages import WHEEL_DIR, Plan
 from builder.process import run_logged
 from builder.render.files import image_name, render_files, write_tree
+from builder.rules.mirrors import plain_http
 from builder.upstream.http import HttpClient
 from builder.upstream.registry import RegistryClient
 from builder.upstream.upstreams import Upstreams
 
 Progress = Callable[[str], None]
 CA_BUNDLE_CANDIDATES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
-LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -143,10 +143,7 @@ def image_tags(plan: Plan, stack: Stack, registry: str | None) -> tuple[str, str
 
 def insecure_registry(registry: str) -> bool:
     """Plain HTTP: an explicit http:// or a loopback registry (what docker allows by default)."""
-    if registry.startswith("http://"):
-        return True
-    host = registry.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-    return host in LOOPBACK
+    return plain_http(registry)
 
 
 def _link_or_copy(source: Path, destination: Path) -> None:

@@ -357,3 +357,47 @@ def _validate_pylock(text: str) -> None:
         Pylock.from_dict(read_toml(text))
     except PylockValidationError as exc:
         raise ToolFailed(f"uv wrote a pylock.toml that does not validate: {exc}") from None
+
+
+# ---------------------------------------------------------------- source builds' own build requirements
+
+ALWAYS_BUILT_WITH = ("setuptools", "wheel")  # what every builder stage installs besides the recipe's own
+
+
+def resolve_build_requirements(
+    catalogue: Catalogue, decisions: list[Decision], platform: TargetPlatform, upstreams: Upstreams
+) -> dict[str, str]:
+    """For each source build: the pylock text of its builder stage's build requirements (the
+    recipe's `build_requires`, plus setuptools and wheel), resolved for the cell's platform from the
+    default index, so the same lock always builds with the same tools."""
+    locked = {}
+    for decision in (d for d in decisions if d.kind == "source"):
+        recipe = catalogue.recipes[decision.recipe].model
+        source = next(step.source for step in recipe.obtain if step.source is not None)
+        wanted = list(source.build_requires)
+        named = {canonicalize_name(re.split(r"[\s<>=!~;\[(@]", text, maxsplit=1)[0]) for text in wanted}
+        wanted += [name for name in ALWAYS_BUILT_WITH if canonicalize_name(name) not in named]
+        with tempfile.TemporaryDirectory(prefix="builder-build-requires-") as scratch:
+            work = Path(scratch)
+            (work / "requirements.in").write_text("\n".join(wanted) + "\n")
+            with netrc_file(upstreams.credentials) as netrc:
+                try:
+                    text = compile_environment(
+                        work,
+                        [],
+                        uv_platform=platform.uv_platform,
+                        python=platform.python,
+                        cache_dir=upstreams.options.cache_dir,
+                        find_links=list(upstreams.default_indexes().find_links),
+                        offline=upstreams.options.offline,
+                        netrc=netrc,
+                        source="requirements.in",
+                        index_args=_index_args({}, upstreams),
+                    )
+                except Conflict as conflict:
+                    raise Conflict(
+                        f"the build requirements of {recipe.name} cannot be resolved: {conflict.message}"
+                    ) from None
+        _validate_pylock(text)
+        locked[decision.recipe] = text
+    return locked

@@ -11,7 +11,7 @@ from builder import __version__
 from builder.catalogue.documents import Catalogue, Target
 from builder.errors import CheckFailed
 from builder.lock.candidates import Candidates, gather
-from builder.lock.environment import resolve
+from builder.lock.environment import resolve, resolve_build_requirements
 from builder.lock.inputs import input_checksums, overall
 from builder.lock.model import (
     LOCK_VERSION,
@@ -118,12 +118,16 @@ def lock_target(
     )
     if existing is not None and keep:
         progress(f"{target_id}: inputs, candidates and images unchanged: keeping the locked environment")
-        decisions, pylock = existing.image.packages, existing.pylock
+        decisions, pylock, builds = existing.image.packages, existing.pylock, existing.build_pylocks
     else:
         progress(f"{target_id}: resolving the environment with uv for {platform.uv_platform} (heavy packages jointly)")
         cell_indexes = upstreams.index_urls(catalogue, target)
         resolution = resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes)
         decisions, pylock = resolution.decisions, resolution.pylock
+        sources = [d.recipe for d in decisions if d.kind == "source"]
+        if sources:
+            progress(f"{target_id}: locking the build requirements of {', '.join(sources)}")
+        builds = resolve_build_requirements(catalogue, decisions, platform, upstreams)
     image = ImageLock(
         lock_version=LOCK_VERSION,
         created_by=f"builder {__version__}",
@@ -142,7 +146,7 @@ def lock_target(
         packages=decisions,
         pylock_sha256=sha256_text(pylock),
     )
-    changed = write_lock(paths, image, pylock)
+    image, changed = write_lock(paths, image, pylock, builds)
     return LockResult(target_id, paths, image, changed)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from packaging.utils import canonicalize_name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from builder.catalogue.documents import Catalogue
@@ -24,7 +25,7 @@ from builder.fsutil import write_atomic
 from builder.lock.inputs import input_checksums
 from builder.lock.paths import LockPaths, lock_paths
 
-LOCK_VERSION: Literal["1"] = "1"
+LOCK_VERSION: Literal["2"] = "2"
 
 
 class _Model(BaseModel):
@@ -82,9 +83,9 @@ class BaseImageLocks(_Model):
 
 
 class ImageLock(_Model):
-    """`image-lock.json`."""
+    """`image-lock.json`. `checksum` covers every other field, so an edit anywhere shows."""
 
-    lock_version: Literal["1"] = Field(alias="lock-version")
+    lock_version: Literal["2"] = Field(alias="lock-version")
     created_by: str = Field(alias="created-by")
     stack: str
     target: str
@@ -94,11 +95,23 @@ class ImageLock(_Model):
     base_images: BaseImageLocks = Field(alias="base-images")
     packages: list[Decision]
     pylock_sha256: str = Field(alias="pylock-sha256")
+    build_pylocks: dict[str, str] = Field(default_factory=dict, alias="build-pylocks")  # recipe -> sha256
+    checksum: str = ""
+
+    def content(self) -> dict[str, Any]:
+        data = self.model_dump(by_alias=True, exclude={"checksum"})
+        data["packages"] = [decision.to_json() for decision in self.packages]
+        return data
+
+    def own_checksum(self) -> str:
+        """The hash of the lock's content (everything but `checksum` itself)."""
+        return "sha256:" + sha256_text(json.dumps(self.content(), sort_keys=True, separators=(",", ":")))
+
+    def sealed(self) -> ImageLock:
+        return self.model_copy(update={"checksum": self.own_checksum()})
 
     def to_text(self) -> str:
-        data = self.model_dump(by_alias=True)
-        data["packages"] = [decision.to_json() for decision in self.packages]
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return json.dumps({**self.content(), "checksum": self.checksum}, indent=2, sort_keys=True) + "\n"
 
     def decision(self, recipe: str) -> Decision | None:
         return next((d for d in self.packages if d.recipe == recipe), None)
@@ -109,6 +122,7 @@ class Lock:
     paths: LockPaths
     image: ImageLock
     pylock: str  # the pylock.toml text
+    build_pylocks: dict[str, str] = field(default_factory=dict)  # recipe -> its build requirements' pylock text
 
     @property
     def checksum(self) -> str:
@@ -121,36 +135,121 @@ def sha256_text(text: str) -> str:
 
 
 def read_lock(paths: LockPaths, *, hint: str | None = None) -> Lock:
-    """Read and validate a lock; a missing or unreadable one is a failed check naming the file."""
+    """Read a lock and check it against what it records about itself and against itself; a
+    missing, corrupt or edited lock is a failed check naming the file (and both values)."""
     if not paths.exists():
         raise CheckFailed(f"no lock for {paths.stack} on {paths.target} at {display_path(paths.directory)}", hint=hint)
+    pylock = _read_text(paths.pylock)
+    image = _image_lock(paths, _read_text(paths.image_lock), hint)
+    builds = {recipe: _read_text(paths.build_pylock(recipe)) for recipe in image.build_pylocks}
+    lock = Lock(paths, image, pylock, builds)
+    problems = integrity_problems(lock)
+    if problems:
+        raise CheckFailed(problems[0], hint=hint)
+    return lock
+
+
+def _read_text(path: Path) -> str:
     try:
-        pylock = paths.pylock.read_text(encoding="utf-8")
-        text = paths.image_lock.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckFailed(f"{display_path(path)} is missing from the lock") from None
     except UnicodeDecodeError as error:
-        raise CheckFailed(f"{display_path(paths.directory)}: a lock file is not UTF-8 text ({error.reason})") from None
+        raise CheckFailed(f"{display_path(path)} is corrupt: not UTF-8 text ({error.reason})") from None
     except OSError as error:
         raise FileProblem(error) from None
+
+
+def _image_lock(paths: LockPaths, text: str, hint: str | None) -> ImageLock:
     try:
-        image = ImageLock.model_validate_json(text)
+        data = json.loads(text)
+    except ValueError as error:
+        raise CheckFailed(f"{display_path(paths.image_lock)} is corrupt: not JSON ({error})", hint=hint) from None
+    version = data.get("lock-version") if isinstance(data, dict) else None
+    if version != LOCK_VERSION:
+        raise CheckFailed(
+            f"{display_path(paths.image_lock)} has lock-version {version!r}; this builder reads version {LOCK_VERSION}",
+            hint=hint or f"lock again: build lock {paths.stack} --target {paths.target}",
+        )
+    try:
+        return ImageLock.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "the top level"
-        raise CheckFailed(
-            f"{display_path(paths.image_lock)}: not an image lock this version can read ({where}: {first['msg']})",
-            hint=hint,
-        ) from None
-    return Lock(paths, image, pylock)
+        raise CheckFailed(f"{display_path(paths.image_lock)} is corrupt: {where}: {first['msg']}", hint=hint) from None
 
 
-def write_lock(paths: LockPaths, image: ImageLock, pylock: str) -> bool:
-    """Write both files (each atomically); whether either changed."""
-    text = image.to_text()
-    changed = not paths.exists() or (paths.pylock.read_text() != pylock or paths.image_lock.read_text() != text)
+def integrity_problems(lock: Lock) -> list[str]:
+    """Where a lock disagrees with what it records about itself (its own checksum, the pylocks'
+    sha256) or with itself (every heavy decision present in the pylock with the same hash or
+    commit). Each names the file and both values."""
+    paths, image = lock.paths, lock.image
+    recomputed = image.own_checksum()
+    if image.checksum != recomputed:
+        return [
+            f"{display_path(paths.image_lock)} was edited after locking: it records checksum "
+            f"{image.checksum or '(none)'}, its content hashes to {recomputed}"
+        ]
+    found = []
+    files = [(paths.pylock, lock.pylock, image.pylock_sha256)]
+    files += [(paths.build_pylock(r), text, image.build_pylocks[r]) for r, text in lock.build_pylocks.items()]
+    for path, text, recorded in files:
+        if sha256_text(text) != recorded:
+            found.append(
+                f"{display_path(path)} was edited after locking: the image lock records sha256 {recorded}, "
+                f"the file hashes to {sha256_text(text)}"
+            )
+    if found:
+        return found
+    try:
+        packages = {canonicalize_name(p["name"]): p for p in read_toml(lock.pylock).get("packages", [])}
+    except (ValueError, KeyError, TypeError) as error:
+        return [f"{display_path(paths.pylock)} is corrupt: {error}"]
+    for decision in image.packages:
+        found += _decision_problems(decision, packages.get(canonicalize_name(decision.recipe)), paths)
+    return found
+
+
+def _decision_problems(decision: Decision, package: dict[str, Any] | None, paths: LockPaths) -> list[str]:
+    pylock, image_lock = display_path(paths.pylock), display_path(paths.image_lock)
+    if package is None:
+        return [f"{pylock} has no {decision.recipe}; {image_lock} records {decision.kind} {decision.version}"]
+    if decision.kind == "source":
+        commit = (package.get("vcs") or {}).get("commit-id")
+        if commit != decision.commit:
+            return [f"{pylock} builds {decision.recipe} from commit {commit}; {image_lock} records {decision.commit}"]
+        return []
+    if str(package.get("version")) != str(decision.version):
+        return [f"{pylock} has {decision.recipe} {package.get('version')}; {image_lock} records {decision.version}"]
+    if decision.kind == "wheel":
+        files = [*package.get("wheels", []), *([package["archive"]] if "archive" in package else [])]
+        wheels = {w.get("url"): (w.get("hashes") or {}).get("sha256") for w in files}
+        if wheels.get(decision.url) != decision.sha256:
+            listed = ", ".join(f"{url} sha256 {sha}" for url, sha in wheels.items()) or "no wheel"
+            return [
+                f"{pylock} has {listed} for {decision.recipe}; {image_lock} records {decision.url} sha256 {decision.sha256}"
+            ]
+    return []
+
+
+def write_lock(
+    paths: LockPaths, image: ImageLock, pylock: str, build_pylocks: dict[str, str] | None = None
+) -> tuple[ImageLock, bool]:
+    """Write every file of a lock (each atomically; the image lock, sealed with its checksum, last):
+    the image lock as written, and whether any file changed."""
+    builds = build_pylocks or {}
+    recorded = {recipe: sha256_text(text) for recipe, text in sorted(builds.items())}
+    image = image.model_copy(update={"build_pylocks": recorded}).sealed()
+    files = {paths.pylock: pylock, **{paths.build_pylock(r): t for r, t in builds.items()}}
+    files[paths.image_lock] = image.to_text()
+    changed = any(not path.is_file() or path.read_text() != text for path, text in files.items())
     paths.directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(paths.pylock, pylock)
-    write_atomic(paths.image_lock, text)
-    return changed
+    for stale in paths.directory.glob("pylock.build-*.toml"):
+        if stale not in files:
+            stale.unlink()
+    for path, text in files.items():
+        write_atomic(path, text)
+    return image, changed
 
 
 def changes(

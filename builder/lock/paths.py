@@ -1,4 +1,5 @@
-"""Where a lock's files are: `<lock dir>/<stack>/<target>/pylock.toml` and `image-lock.json`."""
+"""Where a lock's files are: `<lock dir>/<stack>/<target>/pylock.toml`, `image-lock.json`, and one
+`pylock.build-<recipe>.toml` per source build (the build requirements of its builder stage)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class LockPaths:
     @property
     def image_lock(self) -> Path:
         return self.directory / "image-lock.json"
+
+    def build_pylock(self, recipe: str) -> Path:
+        return self.directory / f"pylock.build-{recipe.replace('.', '-')}.toml"
 
     def exists(self) -> bool:
         return self.pylock.is_file() and self.image_lock.is_file()

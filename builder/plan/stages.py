@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from packaging.markers import Environment
-from packaging.pylock import Package, PackageArchive, PackageWheel, Pylock
+from packaging.pylock import Package, PackageArchive, PackageSdist, PackageWheel, Pylock
 from packaging.utils import canonicalize_name
 
 from builder.catalogue import placeholders
@@ -56,7 +56,7 @@ class BuilderStage:
     subdirectory: str | None
     env: dict[str, str]
     steps: list[str]
-    build_requires: list[str]
+    build_requirements: list[Requirement]  # its build tools, locked (hashes) for the cell
     system_packages: list[str]
     needs_locked: list[Requirement]  # locked wheels its dependencies come from
     needs_built: list[str]  # builder stages whose wheels it installs first
@@ -118,12 +118,13 @@ def environment(platform: TargetPlatform) -> Environment:
     }
 
 
-def locked_requirements(pylock_text: str, platform: TargetPlatform) -> list[Requirement]:
-    """The wheel of every locked package for the platform; source-built (vcs) entries are skipped."""
+def locked_requirements(pylock_text: str, platform: TargetPlatform, *, sdists: bool = False) -> list[Requirement]:
+    """The wheel of every locked package for the platform; source-built (vcs) entries are skipped.
+    With `sdists` (build requirements), a package with no wheel for the platform may be its sdist."""
     lock = Pylock.from_dict(read_toml(pylock_text))
     requirements = []
     for package, dist in lock.select(environment=environment(platform), tags=platform.tags):
-        if isinstance(dist, PackageArchive | PackageWheel):
+        if isinstance(dist, PackageArchive | PackageWheel) or (sdists and isinstance(dist, PackageSdist)):
             requirements.append(_requirement(package, dist))
         elif not hasattr(dist, "commit_id"):
             raise PlanError(
@@ -132,7 +133,7 @@ def locked_requirements(pylock_text: str, platform: TargetPlatform) -> list[Requ
     return sorted(requirements, key=lambda r: r.name)
 
 
-def _requirement(package: Package, dist: PackageArchive | PackageWheel) -> Requirement:
+def _requirement(package: Package, dist: PackageArchive | PackageWheel | PackageSdist) -> Requirement:
     sha = (dist.hashes or {}).get("sha256")
     if not dist.url or not sha:
         raise PlanError(f"{package.name}: the lock gives no URL and sha256 for it")
@@ -141,6 +142,13 @@ def _requirement(package: Package, dist: PackageArchive | PackageWheel) -> Requi
             f"{package.name}: the lock points at {dist.url}, which a build cannot fetch; lock from an http(s) index"
         )
     return Requirement(str(canonicalize_name(package.name)), str(package.version), dist.url, sha)
+
+
+def _build_requirements(lock: Lock, recipe: str, platform: TargetPlatform) -> list[Requirement]:
+    text = lock.build_pylocks.get(recipe)
+    if text is None:
+        raise PlanError(f"the lock builds {recipe} from source but has no locked build requirements for it; lock again")
+    return locked_requirements(text, platform, sdists=True)
 
 
 def _jobs(source: SourceBuild, budget: float, cores: int | None) -> int:
@@ -227,8 +235,9 @@ def make_plan(
         steps = [placeholders.expand(step, values) for step in source.steps]
         wave = wave_of[recipe.name]
         after = [f"build-{name}" for name in waves[wave - 1]] if wave > 0 else []
+        tools = _build_requirements(lock, recipe.name, platform)
         key = _key(devel, recipe.name, decision.version, decision.commit, cell.cuda_arch_list, platform.python,
-                   env, steps, source.build_requires, source.system_packages, [r.line() for r in locked],
+                   env, steps, [r.line() for r in tools], source.system_packages, [r.line() for r in locked],
                    [keys[b] for b in built])  # fmt: skip
         keys[recipe.name] = key
         builders.append(
@@ -243,7 +252,7 @@ def make_plan(
                 subdirectory=source.subdirectory,
                 env=env,
                 steps=steps,
-                build_requires=list(source.build_requires),
+                build_requirements=tools,
                 system_packages=list(source.system_packages),
                 needs_locked=locked,
                 needs_built=[f"build-{name}" for name in built],

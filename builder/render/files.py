@@ -215,6 +215,9 @@ def render_files(
         files[f"builders/{builder.recipe}/requirements.txt"] = "".join(
             f"{r.line()}\n" for r in builder.needs_locked
         ).encode()
+        files[f"builders/{builder.recipe}/build-requirements.txt"] = "".join(
+            f"{r.line()}\n" for r in builder.build_requirements
+        ).encode()
     for item in _app_files(catalogue, stack):
         if item.source.is_dir():
             for path in sorted(p for p in item.source.rglob("*") if p.is_file()):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.errors import BuilderError, HttpError, UpstreamUnavailable
+from builder.rules.mirrors import plain_http
 from builder.upstream.http import HttpClient, Response
 
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
@@ -50,7 +51,9 @@ class ResolvedImage:
 
 def _endpoint(registry: str, mirrors: dict[str, str]) -> str:
     target = mirrors.get(registry, registry)
-    return target.rstrip("/") if target.startswith(("http://", "https://")) else f"https://{target}"
+    if target.startswith(("http://", "https://")):
+        return target.rstrip("/")
+    return f"{'http' if plain_http(target) else 'https'}://{target.rstrip('/')}"
 
 
 def _challenge(header: str) -> dict[str, str]:
