@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import http.server
 import hashlib
+import http.server
 import json
 import shutil
 import threading

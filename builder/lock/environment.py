@@ -22,16 +22,20 @@ import base64
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import NormalizedName, canonicalize_name
 
+from builder import memo
 from builder.catalogue.documents import Catalogue, Document
 from builder.catalogue.models import Stack
-from builder.errors import BuilderError, Conflict, ToolFailed
+from builder.errors import BuilderError, Conflict, ToolFailed, UpstreamUnavailable
 from builder.lock.candidates import Candidates, SourceOption
 from builder.lock.model import Decision, read_toml
 from builder.rules.compat import DEFAULT_INDEX
@@ -64,12 +68,44 @@ def resolve(
     try:
         return _resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes, wheels_first=True)
     except Conflict as conflict:
+        _refuse_unreachable(heavy, upstreams)
         if not any(c.wheels and _unwheeled(c) for c in heavy):
             raise _explain(conflict, stack_doc, candidates) from None
     try:
         return _resolve(catalogue, stack_doc, candidates, platform, upstreams, cell_indexes, wheels_first=False)
     except Conflict as conflict:
         raise _explain(conflict, stack_doc, candidates) from None
+
+
+def _verify_chosen_wheels(decisions: list[Decision], upstreams: Upstreams) -> None:
+    """The bytes of every chosen heavy wheel hash to what the index lists (once per file and hash:
+    the check is kept as a memo). An index that lists one hash and serves other bytes is refused."""
+    for decision in decisions:
+        if decision.kind != "wheel" or decision.url is None or upstreams.options.offline:
+            continue
+        key = memo.key(decision.url, [str(decision.sha256)], [])
+        if memo.get("verified-wheel", key) is not None:
+            continue
+        served = upstreams.http.sha256_of(decision.url)
+        if served != decision.sha256:
+            raise UpstreamUnavailable(
+                f"{decision.url}: the index lists sha256 {decision.sha256}, the file it serves hashes to {served}"
+            )
+        memo.put("verified-wheel", key, b"")
+
+
+def _refuse_unreachable(candidates: list[Candidates], upstreams: Upstreams) -> None:
+    """uv reports a wheel it could not download as 'no solution'; a listed file that does not
+    download is the index's failure, named as such (exit 3), not the user's."""
+    if upstreams.options.offline:
+        return
+    for item in candidates:
+        for wheel in item.wheels:
+            response = upstreams.http.request("HEAD", wheel.file.url)
+            if response.status >= 400:
+                raise UpstreamUnavailable(
+                    f"{wheel.file.url}: HTTP {response.status} (listed by {item.index_url}, but it does not download)"
+                )
 
 
 def _unwheeled(candidates: Candidates) -> list[SourceOption]:
@@ -97,8 +133,7 @@ def _resolve(
     wheels_first: bool,
 ) -> Resolution:
     stack = stack_doc.model
-    with tempfile.TemporaryDirectory(prefix="builder-resolve-") as scratch:
-        work = Path(scratch)
+    with _workspace(upstreams.options.cache_dir, stack.name, platform) as work:
         stubs = {c.recipe: _stubs_for(c, wheels_first) for c in candidates}
         stub_dir = work / "stubs"
         _write_candidate_index(work / "candidates", stub_dir, candidates, stubs)
@@ -117,12 +152,28 @@ def _resolve(
                 index_args=_index_args(cell_indexes, upstreams),
             )
         decisions, pylock = _decisions(pylock, candidates, stubs, stub_dir.as_uri(), upstreams)
+    _verify_chosen_wheels(decisions, upstreams)
     _check_pinned_names(pylock, decisions, catalogue, stack)
     _validate_pylock(pylock)
     return Resolution(decisions, pylock)
 
 
 # ---------------------------------------------------------------- what uv is given
+
+
+@contextmanager
+def _workspace(cache_dir: Path, stack: str, platform: TargetPlatform) -> Iterator[Path]:
+    """A directory for uv's project, made afresh each time at the same place for the same stack and
+    platform: uv keys its cache by index URL, so --offline finds what an earlier lock fetched."""
+    key = hashlib.sha256(f"{stack}\0{platform.uv_platform}\0{platform.python}".encode()).hexdigest()[:16]
+    work = cache_dir / "resolve" / key
+    if work.exists():
+        shutil.rmtree(work)  # builder's own scratch space in its cache
+    work.mkdir(parents=True)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _write_candidate_index(

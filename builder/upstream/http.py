@@ -33,6 +33,7 @@ RETRIES = 3
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CACHED_STATUSES = frozenset({200, 404} | REDIRECTS)
 CHUNK = 64 * 1024
+DOWNLOAD_DEADLINE = 1800.0  # seconds for a whole wheel, however slowly it arrives
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,8 @@ class HttpClient:
         sink: Callable[[bytes], object] | None = None,
         follow: bool = False,
     ) -> Response:
-        deadline = time.monotonic() + self.deadline
+        # A whole file may take long on a slow link; a page may not. Both stop at some point.
+        deadline = time.monotonic() + (max(self.deadline, DOWNLOAD_DEADLINE) if sink is not None else self.deadline)
         for attempt in range(RETRIES + 1):
             try:
                 return self._send_once(url, headers, method, body, deadline, sink, follow)
@@ -256,7 +258,10 @@ class HttpClient:
             )
             with raw:
                 chunks: list[bytes] = []
-                for chunk in raw.iter_content(CHUNK):
+                if raw.is_redirect:  # requests has read a redirect's (short) body already, to find its target
+                    chunks.append(raw.content)
+                # read1 returns whatever has arrived, so a server that drips bytes meets the deadline.
+                while not raw.is_redirect and (chunk := raw.raw.read1(CHUNK, decode_content=True)):
                     if time.monotonic() > deadline:
                         raise HttpError(url, f"did not finish within its {self.deadline:g} s deadline")
                     if sink is not None:
@@ -264,8 +269,10 @@ class HttpClient:
                     else:
                         chunks.append(chunk)
                 content = b"".join(chunks)
-        except requests.exceptions.ChunkedEncodingError:
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError):
             raise HttpError(url, "truncated response (the connection closed mid-body)", retryable=True) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise HttpError(url, f"timed out (limit {self.timeout[1]:g} s between two bytes)") from None
         except requests.exceptions.RetryError as exc:
             raise HttpError(url, f"still failing after {RETRIES} retries ({_reason(exc)})") from None
         except requests.exceptions.Timeout:

@@ -42,6 +42,13 @@ class IndexPage:
     absent: str | None = None  # why the project is not on this index (HTTP 404, a redirect away)
 
 
+def plain_file_url(url: str, filename: str) -> str:
+    """`url` with its last segment spelled as the file name when it only percent-encodes it
+    (`torch-2.8.0%2Bcu126-...whl`): locks, and pylock readers, see the file name in the URL."""
+    head, _, last = url.rpartition("/")
+    return f"{head}/{filename}" if last != filename and unquote(last) == filename else url
+
+
 def project_url(index_url: str, name: str) -> str:
     return urljoin(index_url if index_url.endswith("/") else index_url + "/", f"{canonicalize_name(name)}/")
 
@@ -60,7 +67,7 @@ def parse_json_page(text: str, page_url: str) -> list[IndexFile]:
         files.append(
             IndexFile(
                 filename=item["filename"],
-                url=url,
+                url=plain_file_url(url, item["filename"]),
                 sha256=(item.get("hashes") or {}).get("sha256"),
                 requires_python=item.get("requires-python"),
                 yanked=bool(item.get("yanked")),
@@ -111,7 +118,7 @@ def parse_html_page(text: str, page_url: str) -> list[IndexFile]:
         files.append(
             IndexFile(
                 filename=filename,
-                url=url,
+                url=plain_file_url(url, filename),
                 sha256=sha256,
                 requires_python=attrs.get("data-requires-python"),
                 yanked="data-yanked" in attrs,
