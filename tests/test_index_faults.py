@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FIXTURE
 from tests.faults import FaultyIndex, faulty_index
-from tests.test_lock import FIXTURE, NANO, Sandbox, Upstreams, standard_wheels
-from tests.test_lock import upstreams as upstreams  # noqa: F401  (the fixture, shared with test_lock)
+from tests.test_lock import NANO, Sandbox, Upstreams, standard_wheels
+from tests.test_lock import upstreams as upstreams  # the fixture, shared with test_lock
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root / "locks" / STACK / TARGET
 
 
-def _json_edit(change: Callable[[dict[str, object]], None]) -> Callable[[Path], None]:
+def _json_edit(change: Callable[[dict[str, object]], object]) -> Callable[[Path], object]:
     def edit(directory: Path) -> None:
         path = directory / "image-lock.json"
         data = json.loads(path.read_text())
@@ -50,7 +50,7 @@ def _flip(text: str) -> str:
     return text[:position] + ("0" if text[position] != "0" else "1") + text[position + 1 :]
 
 
-def _pylock_edit(change: Callable[[str], str], *, reseal: bool = False) -> Callable[[Path], None]:
+def _pylock_edit(change: Callable[[str], str], *, reseal: bool = False) -> Callable[[Path], object]:
     """Edit pylock.toml; with `reseal`, update the image lock's record of it too, as a careful forger would."""
 
     def edit(directory: Path) -> None:
@@ -77,7 +77,7 @@ def _torch_hash(text: str) -> str:
     return text[:start] + "0" * 64 + text[start + 64 :]
 
 
-TAMPERS: dict[str, tuple[Callable[[Path], None], str]] = {
+TAMPERS: dict[str, tuple[Callable[[Path], object], str]] = {
     "a wheel's sha256": (
         _json_edit(lambda d: _decision(d, "torch").update(sha256=_flip(_decision(d, "torch")["sha256"]))),
         "image-lock.json was edited after locking: it records checksum sha256:",
