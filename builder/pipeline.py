@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
-from builder.errors import CheckFailed, Drift, UpstreamUnavailable
+from builder.errors import CheckFailed, Drift, UpstreamUnavailable, UsageError
+from builder.fsutil import check_output_dir, claim_output_dir
 from builder.lock.model import Decision, Lock, current_lock
 from builder.lock.paths import lock_paths
 from builder.plan.stages import Plan, make_plan
@@ -35,6 +36,19 @@ def _upstreams(options: UpstreamOptions) -> Any:
     return Upstreams(options)
 
 
+def check_index_names(catalogue: Catalogue, options: UpstreamOptions) -> None:
+    """Every `--index NAME=URL` names an index of the catalogue (or `default`): a misspelled name
+    would otherwise be ignored, and the build would use the upstream the user meant to replace."""
+    from builder.catalogue.documents import did_you_mean_text
+    from builder.rules.compat import DEFAULT_INDEX
+
+    known = [*sorted(catalogue.indexes), DEFAULT_INDEX]
+    for name in options.index_overrides:
+        if name not in known:
+            hint = did_you_mean_text(name, known) or f"the catalogue's indexes: {', '.join(known)}"
+            raise UsageError(f"--index {name}=...: '{name}' is not an index of the catalogue", hint=hint)
+
+
 # ---------------------------------------------------------------- lock
 
 
@@ -49,6 +63,7 @@ def lock(
     upgrade: bool = False,
 ) -> list[LockResult]:
     """Lock each target of the stack (all of them when `targets` is empty)."""
+    check_index_names(catalogue, options)
     from builder.lock.locking import lock_target
 
     stack = catalogue.stack(stack_name).model
@@ -66,6 +81,7 @@ def check_locks(
     catalogue: Catalogue, stack_name: str, targets: list[str], lock_dir: Path, options: UpstreamOptions
 ) -> list[str]:
     """The targets whose locks are current; a failed check listing every change otherwise."""
+    check_index_names(catalogue, options)
     from builder.lock.locking import lock_drift
 
     stack = catalogue.stack(stack_name).model
@@ -126,6 +142,7 @@ def plan(
 ) -> PlanView:
     """From the lock when there is one (a stale, corrupt or tampered lock is a failed check, never
     quietly replaced); with no lock at all, the decisions resolved now, without stages."""
+    check_index_names(catalogue, options)
     stack_doc = catalogue.stack(stack_name)
     target_value = catalogue.target(stack_doc.model, target)
     if lock_paths(lock_dir, stack_doc.model.name, target).exists():
@@ -159,12 +176,14 @@ def render(
     out: Path,
 ) -> Rendered:
     """Write every rendered file of a current lock into `out`."""
+    check_index_names(catalogue, options)
     from builder.render.files import render_files, write_tree
 
     stack = catalogue.stack(stack_name).model
+    check_output_dir(out, protect=catalogue.root)
     plan_value, current = locked_plan(catalogue, stack, target, lock_dir, options, build_memory_gb)
     files = render_files(plan_value, catalogue, stack, current)
-    write_tree(out, files)
+    write_tree(out, files, protect=catalogue.root)
     return Rendered(plan_value, len(files))
 
 
@@ -220,47 +239,76 @@ def build_stack(
 ) -> StackBuild:
     """Lock-check, plan, render, build and deliver each target; targets this host cannot build are
     skipped with the reason, and none buildable is an error."""
-    from builder.build.engines import emulation_problem, host_arch, select_engine
-    from builder.build.runner import StackBuildOptions, build_target, index_build_args, machine_secrets
-    from builder.build.wheelcache import WheelCache
+    check_index_names(catalogue, options)
+    from builder.build.engines import select_engine
+    from builder.build.runner import StackBuildOptions, index_build_args, machine_secrets
+    from builder.upstream.credentials import netrc_file
 
     stack = catalogue.stack(stack_name).model
     targets = targets or list(stack.targets)
     for target in targets:
         catalogue.target(stack, target)
-    results: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
+    check_output_dir(settings.out_dir, protect=catalogue.root)
     with _upstreams(options) as upstreams:
         locks = {
             target: _lock_to_build(catalogue, stack, target, lock_dir, upstreams, reporter.step, settings.update_lock)
             for target in targets
         }
+        claim_output_dir(settings.out_dir, protect=catalogue.root)
         engine = select_engine(settings.engine)
-        build_options = StackBuildOptions(
-            out_dir=settings.out_dir,
-            registry=settings.registry,
-            push=settings.push,
-            publish_wheels=settings.publish_wheels,
-            build_args=index_build_args(upstreams),
-            secrets=machine_secrets(),
-        )
-        cache = WheelCache(options.cache_dir)
-        for target, current in locks.items():
-            with reporter.group(f"build {stack.name} on {target} with {engine.name}"):
-                plan_value, _ = locked_plan(
-                    catalogue, stack, target, lock_dir, options, settings.build_memory_gb, current
-                )
-                problem = emulation_problem(plan_value.platform.oci_arch, host_arch())
-                if problem is not None:
-                    reporter.step(f"skipped {target}: {problem}")
-                    skipped.append({"target": target, "reason": problem})
-                    continue
-                results.append(
-                    build_target(
-                        engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
-                    )
-                )
+        publish = upstreams.without_credentials(settings.publish_wheels) if settings.publish_wheels else None
+        secrets = machine_secrets()
+        # Index credentials reach a build only as the `netrc` secret, never in a URL, argument or layer.
+        with netrc_file(upstreams.credentials, also=secrets.get("netrc")) as netrc:
+            if netrc is not None:
+                secrets["netrc"] = netrc
+            build_options = StackBuildOptions(
+                out_dir=settings.out_dir,
+                registry=settings.registry,
+                push=settings.push,
+                publish_wheels=publish,
+                build_args=index_build_args(upstreams),
+                secrets=secrets,
+            )
+            results, skipped = _build_targets(
+                catalogue, stack, locks, lock_dir, options, settings, engine, build_options, upstreams, reporter
+            )
     if not results:
         reasons = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
         raise UpstreamUnavailable(f"no target of {stack.name} can be built on this host ({reasons})")
     return StackBuild(results, skipped)
+
+
+def _build_targets(
+    catalogue: Catalogue,
+    stack: Stack,
+    locks: dict[str, Lock],
+    lock_dir: Path,
+    options: UpstreamOptions,
+    settings: StackSettings,
+    engine: Any,
+    build_options: Any,
+    upstreams: Any,
+    reporter: Reporter,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    from builder.build.engines import emulation_problem, host_arch
+    from builder.build.runner import build_target
+    from builder.build.wheelcache import WheelCache
+
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    cache = WheelCache(options.cache_dir)
+    for target, current in locks.items():
+        with reporter.group(f"build {stack.name} on {target} with {engine.name}"):
+            plan_value, _ = locked_plan(catalogue, stack, target, lock_dir, options, settings.build_memory_gb, current)
+            problem = emulation_problem(plan_value.platform.oci_arch, host_arch())
+            if problem is not None:
+                reporter.step(f"skipped {target}: {problem}")
+                skipped.append({"target": target, "reason": problem})
+                continue
+            results.append(
+                build_target(
+                    engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
+                )
+            )
+    return results, skipped

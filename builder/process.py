@@ -8,10 +8,12 @@ command's whole process group when builder is interrupted.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,23 +54,39 @@ def run(
     timeout: float = 600,
     input_text: str | None = None,
 ) -> Completed:
-    """Run a command to completion; never raises for a non-zero exit (callers decide)."""
+    """Run a command to completion; never raises for a non-zero exit (callers decide). The command
+    gets its own process group and dies with builder: on Ctrl-C, SIGTERM or a timeout its whole
+    group is stopped, and if builder itself is killed the kernel kills it (Linux)."""
     try:
-        result = subprocess.run(
+        child = subprocess.Popen(
             list(argv),
             cwd=cwd,
             env=None if env is None else dict(env),
-            input=input_text,
-            capture_output=True,
+            stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # prctl only: safe between fork and exec
         )
     except FileNotFoundError:
         raise UpstreamUnavailable(f"tool '{argv[0]}' is not installed or not on PATH") from None
+    try:
+        stdout, stderr = child.communicate(input_text, timeout=timeout)
     except subprocess.TimeoutExpired:
+        stop_group(child)
         raise UpstreamUnavailable(f"'{' '.join(argv[:3])}' did not finish within {timeout:g} s") from None
-    return Completed(tuple(argv), result.returncode, result.stdout, result.stderr)
+    except BaseException:
+        stop_group(child)
+        raise
+    return Completed(tuple(argv), child.returncode, stdout, stderr)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask the kernel to SIGKILL it when builder dies (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
 def run_logged(
@@ -113,7 +131,12 @@ def _run_once(
         output.flush()
         try:
             child = subprocess.Popen(
-                argv, stdout=output, stderr=subprocess.STDOUT, env=dict(env), start_new_session=True
+                argv,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # prctl only: safe between fork and exec
             )
         except FileNotFoundError:
             raise UpstreamUnavailable(f"tool '{argv[0]}' is not installed or not on PATH") from None
@@ -128,7 +151,7 @@ def _run_once(
             raise
 
 
-def stop_group(child: subprocess.Popen[bytes]) -> None:
+def stop_group(child: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """SIGINT first (engines cancel their build), then SIGTERM and SIGKILL for whatever is left
     of the group: a shell's background jobs ignore SIGINT and would outlive the build."""
     for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):

@@ -95,13 +95,22 @@ class Index:
 
     @classmethod
     @contextlib.contextmanager
-    def serve(cls, directory: Path, *, fallback: bool = False) -> Iterator[Index]:
+    def serve(cls, directory: Path, *, fallback: bool = False, auth: tuple[str, str] | None = None) -> Iterator[Index]:
         """pypiserver on `directory`; `fallback` keeps its default configuration, which redirects
-        names it does not have to the public index, as many team indexes are run."""
+        names it does not have to the public index, as many team indexes are run; `auth` (user,
+        password) makes listing and downloading need them, as a private index does."""
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
         argv = [shutil.which("pypi-server") or "pypi-server", "run", "-i", "127.0.0.1", "-p", str(port)]
-        argv += ["--backend", "simple-dir", "--hash-algo", "sha256", "-a", ".", "-P", "."]
+        argv += ["--backend", "simple-dir", "--hash-algo", "sha256"]
+        if auth is None:
+            argv += ["-a", ".", "-P", "."]
+        else:
+            user, password = auth  # an htpasswd {SHA} entry, which pypiserver reads through passlib
+            passwords = directory.parent / f".htpasswd-{port}"
+            digest = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+            passwords.write_text(f"{user}:{{SHA}}{digest}\n")
+            argv += ["-a", "download,list,update", "-P", str(passwords)]
         if not fallback:
             argv.append("--disable-fallback")
         argv.append(str(directory))

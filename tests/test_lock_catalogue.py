@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.standins import XFORMERS, JetsonUpstreams, jetson_upstreams
+from tests.standins import XFORMERS, JetsonUpstreams, jetson_upstreams, make_wheel
 
 pytestmark = pytest.mark.integration
 TARGET = "orin-nano-super/jp6.2-cu126"
@@ -66,3 +66,25 @@ def test_lock_maie_jetson(catalogue: Path, upstreams: JetsonUpstreams, tmp_path:
     assert (directory / "pylock.toml").read_bytes() == pylock
     check = run_cli("lock", "maie-jetson", "--target", TARGET, "--check", *args[4:])
     assert check.code == 0, check.err
+
+
+def test_a_reuploaded_transitive_wheel_is_refused(catalogue: Path, tmp_path: Path) -> None:
+    """xformers comes only from the Jetson index, as a dependency of vllm: relocking notices when the
+    index serves other bytes under its locked file name, as for the heavy packages themselves."""
+    import hashlib
+
+    with jetson_upstreams(tmp_path / "own") as upstreams:
+        args = ["lock", "maie-jetson", "--target", TARGET, *upstreams.lock_args(), "--root", str(catalogue)]
+        args += ["--cache-dir", str(tmp_path / "cache")]
+        assert run_cli(*args).code == 0
+        wheel = next(upstreams.index.directory.glob("xformers-*.whl"))
+        old = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        wheel.unlink()
+        rebuilt = make_wheel(
+            wheel.parent, "xformers", XFORMERS, "cp310-cp310-linux_aarch64", ["torch==2.8.0"], "# new\n"
+        )
+        new = hashlib.sha256(rebuilt.read_bytes()).hexdigest()
+        check = run_cli("lock", "maie-jetson", "--target", TARGET, "--check", *args[4:])
+        again = run_cli(*args)
+    assert check.code == 1 and f"the index now serves sha256 {new}, the lock recorded sha256 {old}" in check.err
+    assert again.code == 1 and f"{wheel.name}: the index now serves sha256 {new}" in again.err

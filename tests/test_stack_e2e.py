@@ -164,6 +164,53 @@ def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[
         assert kinds["standin-ext"] == "wheel"
 
 
+def _layout_bytes(layout: Path) -> list[bytes]:
+    """Every blob of an OCI layout, gzip layers opened and their files read: what an image holds."""
+    import gzip
+    import io
+    import tarfile
+
+    found = []
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        data = blob.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        found.append(data)
+        if tarfile.is_tarfile(io.BytesIO(data)):
+            with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                for member in layer.getmembers():
+                    handle = layer.extractfile(member) if member.isfile() else None
+                    if handle is not None:
+                        found.append(handle.read())
+    return found
+
+
+def test_private_index_credentials_reach_the_build_only_as_a_secret(sandbox: dict[str, Any], tmp_path: Path) -> None:
+    """Lock and build against an index that needs credentials: the build gets them as its netrc
+    secret (the install succeeds), and they appear in no file, log, result, output or image layer."""
+    secret = "sandbox-s3cret-never-shown"
+    target = "standin-amd64/debian12-cu126"
+    shutil.copytree(state_dir() / "wheels", tmp_path / "private")
+    with Index.serve(tmp_path / "private", auth=("builder", secret)) as private:
+        url = f"http://builder:{secret}@127.0.0.1:{private.port}/simple/"
+        args = [
+            f"{a.partition('=')[0]}={url}" if a.startswith(("standin=", "default=")) else a for a in sandbox["args"]
+        ]
+        args[args.index("--lock-dir") + 1] = str(tmp_path / "locks")
+        common = [*args, "--cache-dir", str(tmp_path / "cache")]
+        locked = run_cli("lock", "sandbox", "--target", target, *common)
+        built = run_cli(
+            "stack", "sandbox", "--target", target, *common, "--engine", "docker", "--out", str(tmp_path / "out")
+        )
+    for result in (locked, built):
+        assert result.code == 0, result.err[-3000:]
+        assert secret not in result.out and secret not in result.err
+    on_disk = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert on_disk == []
+    layout = tmp_path / "out" / "sandbox" / target / "oci"
+    assert not any(secret.encode() in blob for blob in _layout_bytes(layout))
+
+
 def test_the_readmes_offline_block_word_for_word(sandbox: dict[str, Any], tmp_path: Path) -> None:
     """Last in this module: the block ends with `tests/sandbox/down`."""
     readme = (ROOT / "README.md").read_text()

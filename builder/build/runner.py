@@ -194,7 +194,7 @@ class TargetBuild:
 
     def write_context(self, prebuilt: Mapping[str, CachedWheels]) -> None:
         files = render_files(self.plan, self.catalogue, self.stack, self.lock, frozenset(prebuilt))
-        write_tree(self.context, files)
+        write_tree(self.context, files, protect=self.catalogue.root)
         add_prebuilt(self.context, prebuilt)
 
     def _engine(self, stage: str, request: BuildRequest | list[str], what: str = "") -> StageRun:

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from builder.cli import interrupts  # first of builder's modules: it installs the early interrupt handler
 from builder.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BuilderError, FileProblem
 
 
@@ -49,4 +50,5 @@ def _report(error: BuilderError, debug: bool) -> int:
 
 
 def entrypoint() -> None:
+    interrupts.hand_to_main()
     sys.exit(main())

@@ -39,7 +39,8 @@ def run(settings: PlanSettings) -> int:
     lock = lock_paths(settings.locking.lock_dir, settings.stack, settings.target)
     words = [
         "plan", str(settings.locking.lock_dir), settings.stack, settings.target, repr(settings.build_memory_gb),
-        repr(settings.common.json), json.dumps(settings.locking.upstream.image_mirrors, sort_keys=True),
+        repr(settings.common.json), json.dumps(settings.locking.upstream.index_overrides, sort_keys=True),
+        json.dumps(settings.locking.upstream.image_mirrors, sort_keys=True),
         json.dumps(settings.locking.upstream.git_mirrors, sort_keys=True),
     ]  # fmt: skip
     files = [lock.image_lock, lock.pylock]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from builder.errors import UsageError
 from builder.fsutil import default_cache_dir
-from builder.upstream.options import UpstreamOptions
+from builder.upstream.options import UpstreamOptions, with_credentials
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Locking:
     def of(cls, args: argparse.Namespace, root: Path) -> Locking:
         return cls(
             lock_dir=args.lock_dir if args.lock_dir is not None else root / "locks",
-            upstream=UpstreamOptions(
+            upstream=with_credentials(
                 cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
                 index_overrides=pairs(args.index, "--index"),
                 image_mirrors=pairs(args.image_mirror, "--image-mirror"),

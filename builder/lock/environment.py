@@ -139,18 +139,7 @@ def _resolve(
         _write_candidate_index(work / "candidates", stub_dir, candidates, stubs)
         (work / "pyproject.toml").write_text(_pyproject(stack, candidates, platform, work))
         overrides = [f"{item.name}; {NEVER}" for item in stack.exclude]
-        with netrc_file(upstreams.credentials) as netrc:
-            pylock = compile_environment(
-                work,
-                overrides,
-                uv_platform=platform.uv_platform,
-                python=platform.python,
-                cache_dir=upstreams.options.cache_dir,
-                find_links=list(upstreams.default_indexes().find_links),
-                offline=upstreams.options.offline,
-                netrc=netrc,
-                index_args=_index_args(cell_indexes, upstreams),
-            )
+        pylock = _compile(work, overrides, platform, upstreams, "pyproject.toml", cell_indexes)
         decisions, pylock = _decisions(pylock, candidates, stubs, stub_dir.as_uri(), upstreams)
     _verify_chosen_wheels(decisions, upstreams)
     _check_pinned_names(pylock, decisions, catalogue, stack)
@@ -225,6 +214,30 @@ def _stub_wheel(directory: Path, name: str, option: SourceOption) -> Path:
 
 def _toml(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid TOML basic string
+
+
+def _compile(
+    work: Path,
+    overrides: list[str],
+    platform: TargetPlatform,
+    upstreams: Upstreams,
+    source: str,
+    cell_indexes: dict[str, str],
+) -> str:
+    """uv on `work/source` for the cell's platform, with the indexes and credentials of `upstreams`."""
+    with netrc_file(upstreams.credentials) as netrc:
+        return compile_environment(
+            work,
+            overrides,
+            uv_platform=platform.uv_platform,
+            python=platform.python,
+            cache_dir=upstreams.options.cache_dir,
+            find_links=list(upstreams.default_indexes().find_links),
+            offline=upstreams.options.offline,
+            netrc=netrc,
+            source=source,
+            index_args=_index_args(cell_indexes, upstreams),
+        )
 
 
 def _index_args(cell_indexes: dict[str, str], upstreams: Upstreams) -> list[str]:
@@ -431,24 +444,12 @@ def resolve_build_requirements(
         with tempfile.TemporaryDirectory(prefix="builder-build-requires-") as scratch:
             work = Path(scratch)
             (work / "requirements.in").write_text("\n".join(wanted) + "\n")
-            with netrc_file(upstreams.credentials) as netrc:
-                try:
-                    text = compile_environment(
-                        work,
-                        [],
-                        uv_platform=platform.uv_platform,
-                        python=platform.python,
-                        cache_dir=upstreams.options.cache_dir,
-                        find_links=list(upstreams.default_indexes().find_links),
-                        offline=upstreams.options.offline,
-                        netrc=netrc,
-                        source="requirements.in",
-                        index_args=_index_args({}, upstreams),
-                    )
-                except Conflict as conflict:
-                    raise Conflict(
-                        f"the build requirements of {recipe.name} cannot be resolved: {conflict.message}"
-                    ) from None
+            try:
+                text = _compile(work, [], platform, upstreams, "requirements.in", {})
+            except Conflict as conflict:
+                raise Conflict(
+                    f"the build requirements of {recipe.name} cannot be resolved: {conflict.message}"
+                ) from None
         _validate_pylock(text)
         locked[decision.recipe] = text
     return locked

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from builder import __version__
 from builder.catalogue.documents import Catalogue, Target
 from builder.errors import CheckFailed
@@ -25,11 +27,13 @@ from builder.lock.model import (
     changes,
     pylock_hashes,
     read_lock,
+    read_toml,
     sha256_text,
     write_lock,
 )
 from builder.lock.paths import LockPaths, lock_paths
 from builder.rules.platform import TargetPlatform
+from builder.upstream.http import host_of
 from builder.upstream.upstreams import Upstreams
 
 Progress = Callable[[str], None]
@@ -106,7 +110,7 @@ def lock_target(
     progress(f"{target_id}: reading what the indexes offer for {len(stack.packages)} heavy packages")
     candidates = gather(catalogue, stack_doc, target, upstreams)
     if existing is not None:
-        _refuse_rehash(existing, candidates)
+        _refuse_rehash(existing, candidates, upstreams.index_urls(catalogue, target), upstreams)
     progress(f"{target_id}: resolving base images for {platform.oci_arch}")
     images = base_images(target, upstreams)
     files = input_checksums(catalogue, stack, target_id)
@@ -150,18 +154,38 @@ def lock_target(
     return LockResult(target_id, paths, image, changed)
 
 
-def _refuse_rehash(lock: Lock, candidates: list[Candidates]) -> None:
-    """The same file name with new bytes is refused: an index re-uploaded a wheel."""
+def rehashed(lock: Lock, candidates: list[Candidates], cell_indexes: dict[str, str], upstreams: Upstreams) -> list[str]:
+    """Locked wheels whose file name an index now lists with other bytes (an index re-uploaded a
+    wheel): the heavy packages' candidates, and every other locked wheel served by a cell index
+    (the public index never re-uploads a file name; the Jetson index has)."""
     recorded = pylock_hashes(lock.pylock)
-    for item in candidates:
-        for wheel in item.wheels:
-            name, sha = wheel.file.filename, wheel.file.sha256
-            if name in recorded and sha is not None and sha != recorded[name]:
-                raise CheckFailed(
-                    f"{name}: the index now serves sha256 {sha}, the lock recorded sha256 {recorded[name]}; "
-                    "refusing to lock different bytes under the same name",
-                    hint=f"if the new bytes are trusted, delete {lock.paths.directory} and lock again",
-                )
+    listed = {w.file.filename: w.file.sha256 for item in candidates for w in item.wheels}
+    heavy = {canonicalize_name(item.recipe) for item in candidates}
+    hosts = {host_of(url): url for url in cell_indexes.values()}
+    for package in read_toml(lock.pylock).get("packages", []):
+        name = canonicalize_name(package["name"])
+        served = [w for w in package.get("wheels", []) if host_of(str(w.get("url", ""))) in hosts]
+        if name in heavy or not served or upstreams.options.offline:  # offline: only what was asked before
+            continue
+        page = upstreams.index.page(hosts[host_of(str(served[0]["url"]))], name)
+        listed.update({file.filename: file.sha256 for file in page.files})
+    return [
+        f"{name}: the index now serves sha256 {listed[name]}, the lock recorded sha256 {sha}"
+        for name, sha in sorted(recorded.items())
+        if listed.get(name) not in (None, sha)
+    ]
+
+
+def _refuse_rehash(
+    lock: Lock, candidates: list[Candidates], cell_indexes: dict[str, str], upstreams: Upstreams
+) -> None:
+    """The same file name with new bytes is refused, never locked over."""
+    found = rehashed(lock, candidates, cell_indexes, upstreams)
+    if found:
+        raise CheckFailed(
+            f"{found[0]}; refusing to lock different bytes under the same name",
+            hint=f"if the new bytes are trusted, delete {lock.paths.directory} and lock again",
+        )
 
 
 def lock_drift(
@@ -181,13 +205,7 @@ def lock_drift(
     if local:
         return local
     candidates = gather(catalogue, stack_doc, target, upstreams)
-    found = []
-    recorded = pylock_hashes(lock.pylock)
-    for item in candidates:
-        for wheel in item.wheels:
-            name, sha = wheel.file.filename, wheel.file.sha256
-            if name in recorded and sha is not None and sha != recorded[name]:
-                found.append(f"{name}: the index now serves sha256 {sha}, the lock recorded sha256 {recorded[name]}")
+    found = rehashed(lock, candidates, upstreams.index_urls(catalogue, target), upstreams)
     decisions = None
     if _offer_changed(lock, candidates, upstreams):
         platform = TargetPlatform.of(target.cell, target.device)

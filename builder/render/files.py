@@ -18,6 +18,7 @@ import yaml
 from builder import __version__
 from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
+from builder.fsutil import OUTPUT_MARKER, claim_output_dir
 from builder.lock.model import Lock
 from builder.plan.stages import SRC_DIR, WHEEL_DIR, Plan
 
@@ -25,7 +26,6 @@ APP_UID = 10001
 # hadolint rules the output ignores, and why (README "Rendering" repeats them):
 HADOLINT_IGNORES = {
     "DL3008": "apt packages come from the digest-pinned base image's own Ubuntu release; their versions are not locked",
-    "DL3013": "builder stages install recipes' build requirements as ranges; the runtime stage installs only hashed wheels",
     "DL3042": "builder stages keep pip's cache in a BuildKit cache mount, outside the image",
     "DL3003": "recipe steps may cd inside the source tree; each step runs in its own subshell from the source directory",
     "DL3064": "runtime variables such as MAX_NUM_BATCHED_TOKENS match its secret-name pattern; secrets are build secrets only",
@@ -207,7 +207,7 @@ def render_files(
         "docker-bake.json": (json.dumps(bake(plan, stack), indent=2, sort_keys=True) + "\n").encode(),
         "compose.yaml": yaml.safe_dump(compose(plan, stack), sort_keys=False).encode(),
         "requirements.txt": "".join(f"{r.line()}\n" for r in plan.runtime).encode(),
-        ".dockerignore": b".buildkit-cache\n",
+        ".dockerignore": f".buildkit-cache\n{OUTPUT_MARKER}\n".encode(),
     }
     if stack.outputs.pixi:
         files["pixi.toml"] = pixi(plan, stack, lock).encode()
@@ -227,23 +227,20 @@ def render_files(
     return files
 
 
-def write_tree(out: Path, files: dict[str, bytes]) -> None:
-    """Write all files into a fresh directory beside `out`, then swap it in: never half a render."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def write_tree(out: Path, files: dict[str, bytes], *, protect: Path) -> None:
+    """Write all files into a fresh directory beside `out`, then swap it in: never half a render.
+    Only a directory builder may replace is replaced (`claim_output_dir`); it is marked as such."""
+    claim_output_dir(out, protect=protect)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for name, content in files.items():
+        for name, content in {**files, OUTPUT_MARKER: (out / OUTPUT_MARKER).read_bytes()}.items():
             path = staging / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            staging.rename(out)
-            shutil.rmtree(old)
-        else:
-            staging.rename(out)
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(retired / out.name)
+        staging.rename(out)
+        shutil.rmtree(retired)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

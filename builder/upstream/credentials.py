@@ -52,10 +52,11 @@ def netrc_text(credentials: Mapping[str, Credential]) -> str:
 
 
 @contextmanager
-def netrc_file(credentials: Mapping[str, Credential]) -> Iterator[Path | None]:
-    """A netrc holding `credentials` (mode 0600) for the life of the block, then removed."""
+def netrc_file(credentials: Mapping[str, Credential], also: Path | None = None) -> Iterator[Path | None]:
+    """A netrc holding `credentials` (mode 0600) for the life of the block, then removed; `also`, a
+    netrc of the user's, is copied in after them (the first entry for a machine wins)."""
     if not credentials:
-        yield None
+        yield also
         return
     handle, name = tempfile.mkstemp(prefix="builder-netrc-")
     path = Path(name)
@@ -63,6 +64,8 @@ def netrc_file(credentials: Mapping[str, Credential]) -> Iterator[Path | None]:
         os.fchmod(handle, 0o600)
         with os.fdopen(handle, "w") as stream:
             stream.write(netrc_text(credentials))
+            if also is not None:
+                stream.write(also.read_text())
         yield path
     finally:
         path.unlink(missing_ok=True)

@@ -44,10 +44,6 @@ class ResolvedImage:
     index_digest: str | None  # the multi-platform index it was picked from, if any
     platform: str
 
-    @property
-    def pinned(self) -> str:
-        return f"{self.ref.rpartition(':')[0]}@{self.digest}"
-
 
 def _endpoint(registry: str, mirrors: dict[str, str]) -> str:
     target = mirrors.get(registry, registry)

@@ -22,7 +22,7 @@ from builder.upstream.registry import RegistryClient
 class Upstreams:
     def __init__(self, options: UpstreamOptions) -> None:
         self.options = options
-        self.credentials: dict[str, Credential] = {}
+        self.credentials: dict[str, Credential] = dict(options.credentials)
         self.index_overrides = {name: self.without_credentials(url) for name, url in options.index_overrides.items()}
         image_mirrors = {source: self.without_credentials(url) for source, url in options.image_mirrors.items()}
         self.http = HttpClient(options.cache_dir, offline=options.offline, credentials=self.credentials)
