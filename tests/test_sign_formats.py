@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from builder.errors import BuilderError, CheckFailed, UsageError
-from builder.sign import cosign, dsse, keys, oci
+from builder.sign import bundle, cosign, dsse, keys, oci
 from builder.sign.encoding import go_json, pem_decode, pem_encode, sha256_digest
 
 VECTORS = Path(__file__).parent / "fixtures" / "cosign"
@@ -549,3 +549,110 @@ def test_appending_attestations_and_replacing_one_type(private_key: keys.Private
         newer.layer.digest,
     ]
     assert dsse.append_attestation(appended.manifest, newer).manifest == appended.manifest
+
+
+# ---------------------------------------------------------------- Sigstore bundle as an OCI 1.1 referrer
+
+SUBJECT = bundle.Subject("application/vnd.oci.image.manifest.v1+json", 1234, VALID_DIGEST)
+CREATED = "2026-01-02T03:04:05Z"
+
+
+def test_the_bundle_has_the_shape_cosign_v3_writes(private_key: keys.PrivateKey, cosign_pub: keys.PublicKey) -> None:
+    assert bundle.sign_statement(VALID_DIGEST) == (
+        b'{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"'
+        + VALID_DIGEST[7:].encode()
+        + b'"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}'
+    )
+    made = json.loads(bundle.make_bundle(private_key, bundle.sign_statement(VALID_DIGEST)))
+    assert list(made) == ["mediaType", "verificationMaterial", "dsseEnvelope"]
+    assert made["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+    assert list(made["dsseEnvelope"]) == ["payload", "payloadType", "signatures"]
+    spki = pem_decode((CI / "cosign.pub").read_bytes())[1]
+    assert keys.public_key_hint(cosign_pub) == base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def test_the_referrer_manifest_is_what_cosigns_write_referrer_puts(private_key: keys.PrivateKey) -> None:
+    made = bundle.make_bundle(private_key, bundle.sign_statement(VALID_DIGEST))
+    manifest = bundle.referrer_manifest(made, SUBJECT, bundle.COSIGN_SIGN_PREDICATE_TYPE, CREATED)
+    document = json.loads(manifest)
+    assert list(document) == [
+        "schemaVersion",
+        "mediaType",
+        "config",
+        "layers",
+        "annotations",
+        "subject",
+        "artifactType",
+    ]
+    assert document["config"] == {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "size": 2,
+        "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+    }
+    assert sha256_digest(bundle.EMPTY_CONFIG) == document["config"]["digest"]
+    assert document["layers"] == [
+        {"mediaType": bundle.BUNDLE_MEDIA_TYPE, "size": len(made), "digest": sha256_digest(made)}
+    ]
+    assert document["annotations"] == {
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "org.opencontainers.image.created": CREATED,
+    }
+    assert document["subject"] == {"mediaType": SUBJECT.media_type, "size": 1234, "digest": VALID_DIGEST}
+    assert bundle.fallback_tag(VALID_DIGEST) == "sha256-" + VALID_DIGEST[7:]
+
+
+def test_the_fallback_index_lists_each_referrer_once_with_its_annotations(private_key: keys.PrivateKey) -> None:
+    first = bundle.referrer_manifest(bundle.make_bundle(private_key, b"{}"), SUBJECT, dsse.SPDX, CREATED)
+    second = bundle.referrer_manifest(bundle.make_bundle(private_key, b"[]"), SUBJECT, dsse.CYCLONEDX, CREATED)
+    index = bundle.add_to_referrers_index(None, first)
+    assert index is not None
+    assert bundle.add_to_referrers_index(index, first) is None
+    both = bundle.add_to_referrers_index(index, second)
+    assert both is not None
+    document = json.loads(both)
+    assert document["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    entries = document["manifests"]
+    assert [entry["digest"] for entry in entries] == sorted([sha256_digest(first), sha256_digest(second)])
+    assert {entry["annotations"]["dev.sigstore.bundle.predicateType"] for entry in entries} == {
+        dsse.SPDX,
+        dsse.CYCLONEDX,
+    }
+    assert {entry["artifactType"] for entry in entries} == {bundle.BUNDLE_MEDIA_TYPE}
+    assert sorted(bundle.bundle_referrers(both)) == sorted([sha256_digest(first), sha256_digest(second)])
+    with pytest.raises(CheckFailed, match="garbled"):
+        bundle.add_to_referrers_index(b"{", first)
+
+
+def test_referrer_bundles_verify_and_tampering_fails_with_its_reason(private_key: keys.PrivateKey) -> None:
+    public = private_key.public_key()
+    made = bundle.make_bundle(private_key, bundle.sign_statement(VALID_DIGEST))
+    manifest = bundle.referrer_manifest(made, SUBJECT, bundle.COSIGN_SIGN_PREDICATE_TYPE, CREATED)
+    blobs = {sha256_digest(made): made}
+    verdict = bundle.verify_referrer(manifest, blobs, public, VALID_DIGEST)
+    assert verdict.ok and verdict.claims is not None
+    assert verdict.claims["predicateType"] == bundle.COSIGN_SIGN_PREDICATE_TYPE
+    assert bundle.verify_bundle(made, public, VALID_DIGEST)["_type"] == dsse.STATEMENT_V1
+    other_key = keys.generate_private_key().public_key()
+    assert bundle.verify_referrer(manifest, blobs, other_key, VALID_DIGEST).reason == (
+        "bad signature: the envelope does not verify with this key"
+    )
+    assert bundle.verify_referrer(manifest, blobs, public, OTHER_DIGEST).reason == (
+        f"referrer subject is another digest: {VALID_DIGEST}, not {OTHER_DIGEST}"
+    )
+    about_other = bundle.make_bundle(private_key, bundle.sign_statement(OTHER_DIGEST))
+    with pytest.raises(CheckFailed, match=f"subject is another digest: {OTHER_DIGEST}, not {VALID_DIGEST}"):
+        bundle.verify_bundle(about_other, public, VALID_DIGEST)
+    with pytest.raises(CheckFailed) as caught:
+        bundle.verify_bundle(made[:-9], public, VALID_DIGEST)
+    assert caught.value.lines() == ["error: garbled bundle: not JSON (truncated?)"]
+    old = json.dumps(json.loads(made) | {"mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.2"})
+    with pytest.raises(CheckFailed, match=r"is not v0\.3 or later"):
+        bundle.verify_bundle(old.encode(), public, VALID_DIGEST)
+    two_layers = json.loads(manifest)
+    two_layers["layers"] *= 2
+    assert bundle.verify_referrer(json.dumps(two_layers).encode(), blobs, public, VALID_DIGEST).reason == (
+        "garbled referrer manifest: not exactly one layer descriptor"
+    )
+    assert bundle.verify_referrer(manifest, {}, public, VALID_DIGEST).reason == "blob missing"

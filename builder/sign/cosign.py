@@ -8,13 +8,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from builder.errors import BuilderError, CheckFailed
+from builder.errors import BuilderError
 from builder.sign.encoding import b64decode, b64encode, check_digest, go_json
 from builder.sign.keys import PrivateKey, PublicKey, ecdsa_sign, ecdsa_verify
 from builder.sign.oci import (
-    MAX_LAYERS,
     Attachment,
-    Garbled,
     Layer,
     LayerVerdict,
     Refusal,
@@ -25,6 +23,7 @@ from builder.sign.oci import (
     parse_image,
     read_blob,
     readable_layers,
+    verify_layers,
 )
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -88,19 +87,7 @@ def append_signature(existing: bytes | None, attachment: Attachment, key: Public
 def verify_signatures(manifest: bytes, blobs: Mapping[str, bytes], key: PublicKey, digest: str) -> list[LayerVerdict]:
     """One verdict per .sig layer: does it carry `key`'s valid signature over a payload naming `digest`?"""
     check_digest(digest)
-    parsed = parse_image(manifest, what=_WHAT)
-    if len(parsed.layers) > MAX_LAYERS:
-        raise CheckFailed(f"{_WHAT} has {len(parsed.layers)} layers; cosign reads at most {MAX_LAYERS}")
-    verdicts = []
-    for index, layer in enumerate(parsed.layers):
-        if isinstance(layer, Garbled):
-            verdicts.append(LayerVerdict(index, None, layer.reason))
-            continue
-        try:
-            verdicts.append(LayerVerdict(index, layer.digest, None, _check(layer, blobs, key, digest)))
-        except Refusal as refusal:
-            verdicts.append(LayerVerdict(index, layer.digest, str(refusal)))
-    return verdicts
+    return verify_layers(manifest, lambda layer: _check(layer, blobs, key, digest), what=_WHAT)
 
 
 def _check(layer: Layer, blobs: Mapping[str, bytes], key: PublicKey, digest: str) -> dict[str, Any]:

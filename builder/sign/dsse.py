@@ -11,9 +11,7 @@ from builder.errors import CheckFailed, UsageError
 from builder.sign.encoding import b64decode_any, b64encode, check_digest, go_json
 from builder.sign.keys import PrivateKey, PublicKey, ecdsa_sign, ecdsa_verify
 from builder.sign.oci import (
-    MAX_LAYERS,
     Attachment,
-    Garbled,
     Layer,
     LayerVerdict,
     Refusal,
@@ -23,6 +21,7 @@ from builder.sign.oci import (
     parse_image,
     read_blob,
     readable_layers,
+    verify_layers,
 )
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -112,6 +111,14 @@ def read_statement(payload: bytes) -> dict[str, Any]:
         raise CheckFailed(str(refusal)) from None
 
 
+def check_subject(claims: Mapping[str, Any], digest: str) -> None:
+    """CheckFailed unless some subject of a statement read by read_statement has `digest`."""
+    try:
+        _subject(claims, check_digest(digest))
+    except Refusal as refusal:
+        raise CheckFailed(str(refusal)) from None
+
+
 def attestation_tag(digest: str) -> str:
     """The tag of `digest`'s attestations: sha256-<hex>.att."""
     return attachment_tag(digest, "att")
@@ -169,19 +176,7 @@ def verify_attestations(manifest: bytes, blobs: Mapping[str, bytes], key: Public
     A passing verdict's claims are the statement; filter on its predicateType for the attestation wanted.
     """
     check_digest(digest)
-    parsed = parse_image(manifest, what=_WHAT)
-    if len(parsed.layers) > MAX_LAYERS:
-        raise CheckFailed(f"{_WHAT} has {len(parsed.layers)} layers; cosign reads at most {MAX_LAYERS}")
-    verdicts = []
-    for index, layer in enumerate(parsed.layers):
-        if isinstance(layer, Garbled):
-            verdicts.append(LayerVerdict(index, None, layer.reason))
-            continue
-        try:
-            verdicts.append(LayerVerdict(index, layer.digest, None, _check(layer, blobs, key, digest)))
-        except Refusal as refusal:
-            verdicts.append(LayerVerdict(index, layer.digest, str(refusal)))
-    return verdicts
+    return verify_layers(manifest, lambda layer: _check(layer, blobs, key, digest), what=_WHAT)
 
 
 def _check(layer: Layer, blobs: Mapping[str, bytes], key: PublicKey, digest: str) -> dict[str, Any]:
@@ -193,11 +188,15 @@ def _check(layer: Layer, blobs: Mapping[str, bytes], key: PublicKey, digest: str
     announced = layer.annotations.get(PREDICATE_TYPE_ANNOTATION)
     if announced is not None and announced != claims["predicateType"]:
         raise Refusal(f"predicateType annotation {announced} differs from the signed {claims['predicateType']}")
+    _subject(claims, digest)
+    return claims
+
+
+def _subject(claims: Mapping[str, Any], digest: str) -> None:
     subjects = [entry["digest"].get("sha256") for entry in claims["subject"]]
     if digest.removeprefix("sha256:") not in subjects:
         named = ", ".join(f"sha256:{hex_}" for hex_ in subjects if isinstance(hex_, str)) or "no sha256 digest"
         raise Refusal(f"subject is another digest: {named}, not {digest}")
-    return claims
 
 
 def _open(envelope: bytes, key: PublicKey, payload_type: str) -> bytes:

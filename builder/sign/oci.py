@@ -6,7 +6,7 @@ Bytes are what go-containerregistry writes (cosign builds these images with it):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +200,25 @@ def readable_layers(parsed: ParsedImage, *, what: str = "the signature manifest"
         if isinstance(layer, Garbled):
             raise CheckFailed(f"{what} has a garbled layer {layer.index + 1}: {layer.reason}")
     return [layer for layer in parsed.layers if isinstance(layer, Layer)]
+
+
+def verify_layers(
+    manifest: bytes, check: Callable[[Layer], Mapping[str, Any]], *, what: str = "the signature manifest"
+) -> list[LayerVerdict]:
+    """One verdict per layer: `check` returns a passing layer's claims or raises Refusal with its reason."""
+    parsed = parse_image(manifest, what=what)
+    if len(parsed.layers) > MAX_LAYERS:
+        raise CheckFailed(f"{what} has {len(parsed.layers)} layers; cosign reads at most {MAX_LAYERS}")
+    verdicts = []
+    for index, layer in enumerate(parsed.layers):
+        if isinstance(layer, Garbled):
+            verdicts.append(LayerVerdict(index, None, layer.reason))
+            continue
+        try:
+            verdicts.append(LayerVerdict(index, layer.digest, None, check(layer)))
+        except Refusal as refusal:
+            verdicts.append(LayerVerdict(index, layer.digest, str(refusal)))
+    return verdicts
 
 
 def read_blob(layer: Layer, blobs: Mapping[str, bytes]) -> bytes:
