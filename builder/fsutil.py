@@ -19,9 +19,12 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_atomic_bytes(path: Path, data: bytes) -> None:
+def write_atomic_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Like write_atomic; `mode` is set on the temporary file (created 0600) before any byte is written."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
         Path(temporary).replace(path)
