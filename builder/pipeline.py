@@ -312,3 +312,135 @@ def _build_targets(
                 )
             )
     return results, skipped
+
+
+# ---------------------------------------------------------------- trust: keys, signatures, attestations, verify
+
+
+def _http(cache_dir: Path | None = None) -> Any:
+    from builder.upstream.http import HttpClient
+
+    return HttpClient(cache_dir)
+
+
+def resolve_image(text: str, http: Any) -> Any:
+    """IMAGE (a registry reference or oci:PATH) resolved to its manifest digest."""
+    from builder.upstream.images import parse_image, resolve
+
+    return resolve(parse_image(text), http)
+
+
+def sign_image(image: str, key_path: Path, password: bytes, fmt: Literal["simple", "bundle"]) -> dict[str, Any]:
+    from builder.sign.attach import sign
+    from builder.sign.keys import read_private_key
+
+    key = read_private_key(key_path, password)  # a wrong password stops here, before anything is written
+    http = _http()
+    try:
+        resolved = resolve_image(image, http)
+        attached = sign(resolved, key, fmt)
+    finally:
+        http.close()
+    return {"image": resolved.ref.at(resolved.digest), "digest": resolved.digest, **attached.to_json()}
+
+
+def attest_image(image: str, key_path: Path, password: bytes, kind: str, predicate_file: Path) -> dict[str, Any]:
+    import json
+
+    from builder.errors import UsageError
+    from builder.sign.attach import attest
+    from builder.sign.dsse import predicate_type
+    from builder.sign.keys import read_private_key
+
+    uri = predicate_type(kind)
+    try:
+        predicate = json.loads(predicate_file.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--predicate {predicate_file}: no such file") from None
+    except ValueError as error:
+        raise UsageError(f"--predicate {predicate_file}: not JSON ({error})") from None
+    key = read_private_key(key_path, password)
+    http = _http()
+    try:
+        resolved = resolve_image(image, http)
+        attached = attest(resolved, key, uri, predicate)
+    finally:
+        http.close()
+    return {
+        "image": resolved.ref.at(resolved.digest),
+        "digest": resolved.digest,
+        "predicateType": uri,
+        **attached.to_json(),
+    }
+
+
+@dataclass(frozen=True)
+class Verified:
+    image: str
+    digest: str
+    checks: list[Any]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def verify_image(image: str, key_path: Path, require: list[str], root: Path | None, lock_dir: Path | None) -> Verified:
+    """Every check `build verify` makes; the lock the image's label names is used when it is at hand."""
+    from builder.sign.keys import read_public_key
+    from builder.verify import image_labels, verify
+
+    key = read_public_key(key_path)
+    http = _http()
+    try:
+        resolved = resolve_image(image, http)
+        locked = _locked_content(image_labels(resolved), root, lock_dir)
+        checks = verify(resolved, key, require, locked)
+    finally:
+        http.close()
+    return Verified(resolved.ref.at(resolved.digest), resolved.digest, checks)
+
+
+def _locked_content(labels: dict[str, str], root: Path | None, lock_dir: Path | None) -> Any:
+    """The packages of the lock an image's labels name, when that lock is at hand (else None)."""
+    from packaging.utils import canonicalize_name
+
+    from builder.lock.model import read_lock, read_toml
+    from builder.verify import LockedContent
+
+    stack, target = labels.get("builder.stack"), labels.get("builder.target")
+    if root is None or not stack or not target:
+        return None
+    paths = lock_paths(lock_dir or root / "locks", stack, target)
+    if not paths.exists():
+        return None
+    lock = read_lock(paths)
+    packages = {
+        str(canonicalize_name(p["name"])): str(p.get("version")) for p in read_toml(lock.pylock).get("packages", [])
+    }
+    return LockedContent(lock.checksum, packages)
+
+
+def sign_keyless(image: str) -> dict[str, Any]:
+    """Keyless signing (Sigstore, the CI's OIDC identity) goes through the cosign CLI, as it needs Fulcio
+    and Rekor: builder resolves the digest and signs exactly that."""
+    from builder import process
+    from builder.errors import ToolFailed, UsageError
+    from builder.upstream.images import parse_image
+
+    ref = parse_image(image)
+    if ref.layout is not None:
+        raise UsageError(f"{image}: keyless signing needs a registry image; sign an OCI layout with --key")
+    cosign = process.require_tool(
+        "cosign", "install the cosign CLI (in GitHub Actions: the sigstore/cosign-installer action)"
+    )
+    http = _http()
+    try:
+        resolved = resolve_image(image, http)
+    finally:
+        http.close()
+    pinned = resolved.ref.at(resolved.digest)
+    done = process.run([cosign, "sign", "--yes", pinned], timeout=600)
+    if done.returncode != 0:
+        raise ToolFailed(f"cosign sign {pinned} failed (exit {done.returncode}): {done.tail()}")
+    return {"image": pinned, "digest": resolved.digest, "where": "keyless (cosign)", "added": True}

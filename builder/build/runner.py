@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -317,6 +318,7 @@ def build_target(
 ) -> dict[str, Any]:
     """Build one locked stack x target; write and return its result.json."""
     started = time.monotonic()
+    started_on = utc_now()
     progress(f"checking upstreams for {plan.target}")
     bases = preflight(plan, lock, upstreams)
     job = TargetBuild(engine, catalogue, stack, plan, lock, cache, options, upstreams.http, progress)
@@ -356,11 +358,17 @@ def build_target(
         },
         "stages": [stage.to_json() for stage in job.stages],
         "wheel_cache": wheels,
+        "started": started_on,
+        "finished": utc_now(),
         "seconds": round(time.monotonic() - started, 2),
         "context": str(job.context),
     }
     write_atomic(job.directory / "result.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pushed_manifest(upstreams: Upstreams, repository: str, digest: str) -> dict[str, Any]:

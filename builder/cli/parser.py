@@ -73,6 +73,11 @@ def _options() -> dict[str, _Parser]:
     target = _Parser(add_help=False)
     target.add_argument("--target", required=True, metavar="T", help="a target of the stack")
 
+    image = _Parser(add_help=False)
+    image.add_argument(
+        "image", metavar="IMAGE", help="REGISTRY/REPO@sha256:..., REGISTRY/REPO:TAG or oci:PATH[:TAG|@sha256:...]"
+    )
+
     memory = _Parser(add_help=False)
     memory.add_argument(
         "--build-memory", type=gigabytes, metavar="GB", help="memory for source builds (default: the cell's)"
@@ -84,6 +89,7 @@ def _options() -> dict[str, _Parser]:
         "targets": targets,
         "target": target,
         "memory": memory,
+        "image": image,
     }
 
 
@@ -141,4 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--out", type=Path, metavar="DIR", help="results, logs, contexts (default: ROOT/out)")
     stack.add_argument("--publish-wheels", metavar="URL", help="upload newly built wheels to this PEP 503 index")
     stack.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    keygen = command("keygen", "write an ECDSA P-256 key pair in cosign's formats (COSIGN_PASSWORD or a prompt)")
+    keygen.add_argument("--out", type=Path, default=Path("cosign"), metavar="PREFIX", help="PREFIX.key, PREFIX.pub")
+
+    sign = command("sign", "sign an image's manifest digest, as cosign sign does", "image")
+    sign.add_argument("--key", type=Path, metavar="KEY", help="a cosign private key (password: COSIGN_PASSWORD)")
+    sign.add_argument("--keyless", action="store_true", help="sign with the cosign CLI and the CI's OIDC identity")
+    sign.add_argument(
+        "--format", choices=("simple", "bundle"), default="simple", help="the .sig tag (default) or a bundle referrer"
+    )
+    sign.add_argument("--json", action="store_true", help="print what was written as JSON")
+
+    attest = command("attest", "attach a signed in-toto attestation, as cosign attest does", "image")
+    attest.add_argument("--key", type=Path, required=True, metavar="KEY")
+    attest.add_argument(
+        "--type", required=True, metavar="T", help="spdxjson, cyclonedx, slsaprovenance1, or a predicate type URI"
+    )
+    attest.add_argument("--predicate", type=Path, required=True, metavar="FILE", help="the predicate, JSON")
+    attest.add_argument("--json", action="store_true", help="print what was written as JSON")
+
+    verify = command("verify", "check an image's signature and attestations offline against a public key", "image")
+    verify.add_argument("--key", type=Path, required=True, metavar="PUB", help="the public key (cosign.pub)")
+    verify.add_argument("--require", metavar="LIST", help="attestations that must be there: sbom,provenance,smoke")
+    verify.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks, with --root)")
+    verify.add_argument("--json", action="store_true", help="print every check as JSON")
+
     return parser

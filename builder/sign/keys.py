@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
-from builder.errors import BuilderError
+from builder.errors import BuilderError, FileProblem
 from builder.fsutil import write_atomic_bytes
 from builder.sign.encoding import b64decode, b64encode, go_json, pem_decode, pem_encode, sha256_digest
 
@@ -129,7 +129,7 @@ def write_key_pair(
         write_atomic_bytes(key_path, private_pem, mode=0o600)
         write_atomic_bytes(pub_path, public_key_pem(key.public_key()), mode=0o644)
     except OSError as exc:
-        raise BuilderError(f"cannot write {exc.filename or prefix}: {exc.strerror}") from None
+        raise FileProblem(exc) from None
     return key_path, pub_path
 
 

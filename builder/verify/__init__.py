@@ -1,0 +1,160 @@
+"""`build verify`: what an image proves about itself, checked offline against a public key.
+
+- a signature by the key over this exact manifest digest (cosign's `.sig` format, or a Sigstore
+  bundle referrer);
+- each required attestation (`sbom`, `provenance`, `smoke`) signed by the key with this digest as
+  its subject;
+- when the lock the image's `builder.lock-checksum` label names is at hand: the SBOM covers every
+  package of that lock, and the provenance names that lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from builder.errors import CheckFailed
+from builder.sign import bundle, cosign, dsse
+from builder.sign.attach import read_attachments
+from builder.sign.keys import PublicKey
+from builder.sign.oci import LayerVerdict
+from builder.upstream.images import Resolved
+
+SMOKE = "https://builder.invalid/attestations/smoke/v1"  # builder's own predicate type (an identifier)
+REQUIREMENTS = {
+    "sbom": (dsse.SPDX, dsse.CYCLONEDX),
+    "provenance": (dsse.SLSA_PROVENANCE_V1,),
+    "smoke": (SMOKE,),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok' if self.ok else 'error'}: {self.name}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class LockedContent:
+    """What the lock at hand says the image holds, and which lock that is."""
+
+    checksum: str
+    packages: Mapping[str, str]  # canonical name -> version
+
+
+def image_labels(resolved: Resolved) -> dict[str, str]:
+    """The labels of the image's config (empty for an index or an unreadable config)."""
+    try:
+        manifest = json.loads(resolved.manifest)
+        config = json.loads(resolved.store.blob(manifest["config"]["digest"]))
+        labels = (config.get("config") or {}).get("Labels") or {}
+    except (ValueError, KeyError, TypeError, CheckFailed):
+        return {}  # no labels to go by: the lock is not compared
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def verify(
+    resolved: Resolved, key: PublicKey, require: Iterable[str], locked: LockedContent | None = None
+) -> list[Check]:
+    """Every check, passing or not; the image passes when every one is ok."""
+    checks = [_signature(resolved, key)]
+    manifest, blobs = read_attachments(resolved, "att")
+    verdicts = dsse.verify_attestations(manifest, blobs, key, resolved.digest) if manifest is not None else []
+    statements = [v.claims for v in verdicts if v.ok and v.claims is not None]
+    for name in sorted(set(require)):
+        checks.append(_required(name, verdicts, statements))
+    labels = image_labels(resolved)
+    label = labels.get("builder.lock-checksum")
+    if locked is not None and label and label == locked.checksum:
+        checks += _covers_lock(statements, locked)
+    elif locked is not None and label:
+        checks.append(
+            Check("lock", True, f"the lock at hand is {locked.checksum}, the image names {label}: not compared")
+        )
+    return checks
+
+
+def _signature(resolved: Resolved, key: PublicKey) -> Check:
+    manifest, blobs = read_attachments(resolved, "sig")
+    verdicts: list[LayerVerdict] = []
+    if manifest is not None:
+        verdicts = cosign.verify_signatures(manifest, blobs, key, resolved.digest)
+    listed = resolved.store.manifest(bundle.fallback_tag(resolved.digest))
+    for digest in bundle.bundle_referrers(listed[0]) if listed else []:
+        found = resolved.store.manifest(digest)
+        if found is None:
+            continue
+        layer_blobs = {}
+        for layer in json.loads(found[0]).get("layers", []):
+            layer_blobs[layer["digest"]] = resolved.store.blob(layer["digest"])
+        verdicts.append(bundle.verify_referrer(found[0], layer_blobs, key, resolved.digest))
+    good = [v for v in verdicts if v.ok]
+    if good:
+        return Check("signature", True, f"{len(good)} signature(s) by this key over {resolved.digest}")
+    if not verdicts:
+        return Check("signature", False, f"no signature of {resolved.digest}")
+    reasons = "; ".join(v.line() for v in verdicts)
+    return Check("signature", False, f"no signature by this key over {resolved.digest} ({reasons})")
+
+
+def _required(name: str, verdicts: list[LayerVerdict], statements: list[Mapping[str, Any]]) -> Check:
+    wanted = REQUIREMENTS[name]
+    if any(s.get("predicateType") in wanted for s in statements):
+        kinds = sorted({str(s["predicateType"]) for s in statements if s.get("predicateType") in wanted})
+        return Check(name, True, f"attested ({', '.join(kinds)}), signed by this key, subject this digest")
+    failing = [v.line() for v in verdicts if not v.ok]
+    detail = f"no valid {name} attestation ({' or '.join(wanted)})"
+    return Check(name, False, detail + (f": {'; '.join(failing)}" if failing else ""))
+
+
+def sbom_packages(predicate: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Canonical name -> versions, from an SPDX 2.x document or a CycloneDX BOM."""
+    found: dict[str, set[str]] = {}
+    items = predicate.get("packages") or predicate.get("components") or []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("name"):
+            version = str(item.get("versionInfo") or item.get("version") or "")
+            found.setdefault(str(canonicalize_name(str(item["name"]))), set()).add(version)
+    return found
+
+
+def _covers_lock(statements: list[Mapping[str, Any]], locked: LockedContent) -> list[Check]:
+    checks = []
+    for statement in statements:
+        kind = statement.get("predicateType")
+        predicate = statement.get("predicate")
+        if kind in (dsse.SPDX, dsse.CYCLONEDX) and isinstance(predicate, dict):
+            found = sbom_packages(predicate)
+            missing = [f"{n} {v}" for n, v in sorted(locked.packages.items()) if v not in found.get(n, set())]
+            label = "SPDX" if kind == dsse.SPDX else "CycloneDX"
+            detail = (
+                f"the {label} SBOM lacks locked package(s): {', '.join(missing)}"
+                if missing
+                else (f"the {label} SBOM covers the {len(locked.packages)} packages of lock {locked.checksum}")
+            )
+            checks.append(Check("sbom-covers-lock", not missing, detail))
+        if kind == dsse.SLSA_PROVENANCE_V1 and isinstance(predicate, dict):
+            named = provenance_lock(predicate)
+            ok = named == locked.checksum
+            detail = f"names lock {named}" + ("" if ok else f", the image is lock {locked.checksum}")
+            checks.append(Check("provenance-lock", ok, detail))
+    return checks
+
+
+def provenance_lock(predicate: Mapping[str, Any]) -> str | None:
+    """The lock checksum an SLSA v1 provenance of builder's names."""
+    try:
+        return str(predicate["buildDefinition"]["internalParameters"]["lockChecksum"])
+    except (KeyError, TypeError):
+        return None
