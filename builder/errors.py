@@ -107,6 +107,19 @@ class Drift(CheckFailed):
         return [one_line(line) for line in lines]
 
 
+class SbomIncomplete(CheckFailed):
+    """Locked packages that syft did not find in the image; one line per package."""
+
+    def __init__(self, image: str, lock: str, missing: list[str]) -> None:
+        count = len(missing)
+        super().__init__(f"{image}: {count} locked package{'s' if count != 1 else ''} of {lock} not in the image")
+        self.image = image
+        self.missing = missing
+
+    def lines(self) -> list[str]:
+        return [one_line(f"error: {self.image}: the lock's {item} is not in the image") for item in self.missing]
+
+
 class BuildFailed(CheckFailed):
     """An engine step failed: say which, where its whole log is, and the end of that log."""
 

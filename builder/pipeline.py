@@ -26,6 +26,7 @@ from builder.upstream.options import UpstreamOptions
 if TYPE_CHECKING:
     from builder.lock.locking import LockResult
     from builder.progress import Reporter
+    from builder.sbom.make import SbomResult
 
 Progress = Callable[[str], None]
 
@@ -444,3 +445,44 @@ def sign_keyless(image: str) -> dict[str, Any]:
     if done.returncode != 0:
         raise ToolFailed(f"cosign sign {pinned} failed (exit {done.returncode}): {done.tail()}")
     return {"image": pinned, "digest": resolved.digest, "where": "keyless (cosign)", "added": True}
+
+
+# ---------------------------------------------------------------- sbom
+
+
+def sbom(
+    root: Path,
+    image: str,
+    stack_name: str | None,
+    target: str | None,
+    lock_dir: Path,
+    out: Path,
+    *,
+    source_date_epoch: int | None,
+    reporter: Reporter,
+) -> SbomResult:
+    """`build sbom`: the image's SBOMs from syft, joined with the current lock of stack x target
+    when both are named (a stale or missing lock is refused, as for a build); the site's policy and
+    syft configuration from `root/sbom/`."""
+    from builder.fsutil import default_cache_dir
+    from builder.sbom.contents import lock_contents
+    from builder.sbom.make import make_sboms
+    from builder.sbom.policy import load_site
+    from builder.upstream.images import parse_image
+
+    ref = parse_image(image)
+    site = load_site(root)
+    contents = None
+    if stack_name is not None and target is not None:
+        from builder.validate import load_catalogue
+
+        catalogue = load_catalogue(root)
+        stack = catalogue.stack(stack_name).model
+        # No mirrors: the SBOM names the base images and repositories the lock names.
+        plan_value, current = locked_plan(
+            catalogue, stack, target, lock_dir, UpstreamOptions(default_cache_dir()), None
+        )
+        contents = lock_contents(plan_value, current)
+    return make_sboms(
+        ref, out, contents=contents, site=site, source_date_epoch=source_date_epoch, progress=reporter.step
+    )

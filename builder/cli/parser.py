@@ -34,7 +34,10 @@ def _options() -> dict[str, _Parser]:
     common.add_argument("--root", type=Path, default=argparse.SUPPRESS, help="catalogue directory (default: .)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    upstream = _Parser(add_help=False)
+    lock_dir = _Parser(add_help=False)
+    lock_dir.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks)")
+
+    upstream = _Parser(add_help=False, parents=[lock_dir])
     upstream.add_argument(
         "--index",
         action="append",
@@ -57,7 +60,6 @@ def _options() -> dict[str, _Parser]:
         help="fetch git repositories starting with SRC from DST instead",
     )
     upstream.add_argument("--offline", action="store_true", help="use only the cache; fail naming what is missing")
-    upstream.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks)")
     upstream.add_argument(
         "--cache-dir", type=Path, help="download cache (default: $BUILDER_CACHE_DIR or ~/.cache/builder)"
     )
@@ -84,6 +86,7 @@ def _options() -> dict[str, _Parser]:
     )
     return {
         "common": common,
+        "lock-dir": lock_dir,
         "upstream": upstream,
         "stack": stack,
         "targets": targets,
@@ -167,10 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     attest.add_argument("--predicate", type=Path, required=True, metavar="FILE", help="the predicate, JSON")
     attest.add_argument("--json", action="store_true", help="print what was written as JSON")
 
-    verify = command("verify", "check an image's signature and attestations offline against a public key", "image")
+    verify = command(
+        "verify", "check an image's signature and attestations offline against a public key", "image", "lock-dir"
+    )
     verify.add_argument("--key", type=Path, required=True, metavar="PUB", help="the public key (cosign.pub)")
     verify.add_argument("--require", metavar="LIST", help="attestations that must be there: sbom,provenance,smoke")
-    verify.add_argument("--lock-dir", type=Path, help="where locks live (default: ROOT/locks, with --root)")
     verify.add_argument("--json", action="store_true", help="print every check as JSON")
 
+    sbom = command("sbom", "write an image's SPDX and CycloneDX SBOMs, joined with its lock", "image", "lock-dir")
+    sbom.add_argument("--stack", metavar="S", help="join with the lock of this stack (with --target)")
+    sbom.add_argument("--target", metavar="T", help="the target of --stack whose lock to join with")
+    sbom.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="write DIR/sbom.spdx.json and DIR/sbom.cdx.json"
+    )
+    sbom.add_argument("--json", action="store_true", help="print the image, digest, paths and counts as JSON")
     return parser

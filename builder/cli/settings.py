@@ -33,7 +33,7 @@ class Locking:
     @classmethod
     def of(cls, args: argparse.Namespace, root: Path) -> Locking:
         return cls(
-            lock_dir=args.lock_dir if args.lock_dir is not None else root / "locks",
+            lock_dir=lock_dir(args, root),
             upstream=with_credentials(
                 cache_dir=args.cache_dir if args.cache_dir is not None else default_cache_dir(),
                 index_overrides=pairs(args.index, "--index"),
@@ -42,6 +42,11 @@ class Locking:
                 offline=args.offline,
             ),
         )
+
+
+def lock_dir(args: argparse.Namespace, root: Path) -> Path:
+    """--lock-dir, else ROOT/locks."""
+    return args.lock_dir if args.lock_dir is not None else root / "locks"
 
 
 def pairs(values: list[str], flag: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from builder.errors import CheckFailed, HttpError, UpstreamUnavailable, UsageError
 from builder.fsutil import write_atomic, write_atomic_bytes
@@ -29,23 +29,30 @@ MANIFEST_TYPES = (
 )
 ACCEPT = ", ".join(MANIFEST_TYPES)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REFERENCE = re.compile(
-    r"^(?P<registry>[a-z0-9.-]+(?::[0-9]+)?|\[[0-9a-f:]+\](?::[0-9]+)?)/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+FORMS = "REGISTRY/REPO@sha256:<hex>, REGISTRY/REPO:TAG or oci:PATH[:TAG|@sha256:<hex>]"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    """A parsed IMAGE argument."""
+    """A parsed IMAGE argument: a registry image (by digest or tag) or an image in an OCI layout."""
 
-    text: str
+    text: str  # as the user wrote it
     registry: str | None = None  # host[:port]
-    repository: str | None = None
+    repository: str | None = None  # the path below the registry
     tag: str | None = None
     digest: str | None = None
     layout: Path | None = None
+
+    @property
+    def kind(self) -> Literal["registry", "oci"]:
+        return "oci" if self.layout is not None else "registry"
+
+    @property
+    def plain_http(self) -> bool:
+        return self.registry is not None and plain_http(self.registry)
 
     @property
     def name(self) -> str:
@@ -57,22 +64,42 @@ class ImageRef:
 
 
 def parse_image(text: str) -> ImageRef:
+    """IMAGE as the command line gives it; anything else is a usage error naming the forms."""
     if text.startswith("oci:"):
-        rest = text[4:]
+        rest = text.removeprefix("oci:")
         path, at, digest = rest.partition("@")
-        tag = None
-        if not at and ":" in Path(rest).name:
-            path, _, tag = rest.rpartition(":")
-        if not path or (at and not DIGEST.match(digest)):
-            raise UsageError(f"'{text}' is not an image: oci:PATH, oci:PATH:TAG or oci:PATH@sha256:<64 hex>")
-        return ImageRef(text, tag=tag, digest=digest or None, layout=Path(path))
-    match = _REFERENCE.match(text)
-    if match is None or not (match["tag"] or match["digest"]):
+        if at:
+            if not path or not DIGEST.match(digest):
+                raise UsageError(
+                    f"IMAGE '{text}': '{digest}' is not a sha256:<64 hex> digest", hint=f"IMAGE is {FORMS}"
+                )
+            return ImageRef(text, digest=digest, layout=Path(path))
+        directory, sep, label = rest.rpartition(":")
+        if sep and directory and _TAG.fullmatch(label):
+            return ImageRef(text, tag=label, layout=Path(directory))
+        if not rest:
+            raise UsageError(f"IMAGE '{text}' names no directory", hint=f"IMAGE is {FORMS}")
+        return ImageRef(text, layout=Path(rest))
+    name, at, digest = text.partition("@")
+    if at and not DIGEST.match(digest):
+        raise UsageError(f"IMAGE '{text}': '{digest}' is not a sha256:<64 hex> digest", hint=f"IMAGE is {FORMS}")
+    registry, slash, path = name.partition("/")
+    tag: str | None = None
+    repository = path
+    if ":" in path.rsplit("/", 1)[-1]:
+        repository, _, tag = path.rpartition(":")
+    if (
+        not slash
+        or not ("." in registry or ":" in registry or registry == "localhost")
+        or not _REPOSITORY.fullmatch(repository)
+        or (tag is not None and not _TAG.fullmatch(tag))
+        or (tag is None and not at)
+    ):
         raise UsageError(
-            f"'{text}' is not an image: REGISTRY/REPO@sha256:..., REGISTRY/REPO:TAG or oci:PATH",
-            hint="e.g. registry.lan:5000/team/maie@sha256:<digest>",
+            f"IMAGE '{text}' is not an image reference",
+            hint=f"IMAGE is {FORMS}, e.g. registry.lan:5000/team/maie@sha256:<digest>",
         )
-    return ImageRef(text, match["registry"], match["repository"], match["tag"], match["digest"])
+    return ImageRef(text, registry, repository, tag, digest or None)
 
 
 class Store(Protocol):
@@ -306,7 +333,7 @@ def resolve(ref: ImageRef, http: HttpClient) -> Resolved:
         reference = ref.tag
     else:  # an OCI layout with one image
         entries = (
-            [e for e in LayoutStore(ref.layout).manifests_by_name() if not _is_attachment(e[0])] if ref.layout else []
+            [e for e in LayoutStore(ref.layout).manifests_by_name() if not is_attachment(e[0])] if ref.layout else []
         )
         if len(entries) != 1:
             raise UsageError(
@@ -320,5 +347,6 @@ def resolve(ref: ImageRef, http: HttpClient) -> Resolved:
     return Resolved(ref, store, _digest(manifest), manifest, media_type)
 
 
-def _is_attachment(name: str) -> bool:
+def is_attachment(name: str) -> bool:
+    """A cosign tag (`sha256-<hex>.sig`, `.att`) or a referrers-fallback tag (`sha256-<hex>`)."""
     return bool(re.fullmatch(r"sha256-[0-9a-f]{64}(\.(sig|att))?", name))
