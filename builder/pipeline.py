@@ -9,6 +9,7 @@ load them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, UpstreamUnavailable, UsageError
-from builder.fsutil import check_output_dir, claim_output_dir
+from builder.fsutil import check_output_dir, claim_output_dir, write_atomic
 from builder.lock.model import Decision, Lock, current_lock
 from builder.lock.paths import lock_paths
 from builder.plan.stages import Plan, make_plan
@@ -237,9 +238,11 @@ def build_stack(
     options: UpstreamOptions,
     settings: StackSettings,
     reporter: Reporter,
+    signer: Any = None,
 ) -> StackBuild:
-    """Lock-check, plan, render, build and deliver each target; targets this host cannot build are
-    skipped with the reason, and none buildable is an error."""
+    """Lock-check, plan, render, build and deliver each target, then write its SBOMs and, with
+    `signer` (a private key), sign and attest it; targets this host cannot build are skipped with
+    the reason, and none buildable is an error."""
     check_index_names(catalogue, options)
     from builder.build.engines import select_engine
     from builder.build.runner import StackBuildOptions, index_build_args, machine_secrets
@@ -272,7 +275,7 @@ def build_stack(
                 secrets=secrets,
             )
             results, skipped = _build_targets(
-                catalogue, stack, locks, lock_dir, options, settings, engine, build_options, upstreams, reporter
+                catalogue, stack, locks, lock_dir, options, settings, engine, build_options, upstreams, reporter, signer
             )
     if not results:
         reasons = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
@@ -291,10 +294,12 @@ def _build_targets(
     build_options: Any,
     upstreams: Any,
     reporter: Reporter,
+    signer: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     from builder.build.engines import emulation_problem, host_arch
     from builder.build.runner import build_target
     from builder.build.wheelcache import WheelCache
+    from builder.prove import prove
 
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -307,11 +312,15 @@ def _build_targets(
                 reporter.step(f"skipped {target}: {problem}")
                 skipped.append({"target": target, "reason": problem})
                 continue
-            results.append(
-                build_target(
-                    engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
-                )
+            result = build_target(
+                engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
             )
+            result = prove(
+                catalogue.root, result, plan_value, current, signer, upstreams.http, reporter.step,
+                insecure=(settings.registry or "").startswith("http://"),
+            )  # fmt: skip
+            write_atomic(Path(result["context"]).parent / "result.json", json.dumps(result, indent=2) + "\n")
+            results.append(result)
     return results, skipped
 
 
@@ -346,8 +355,6 @@ def sign_image(image: str, key_path: Path, password: bytes, fmt: Literal["simple
 
 
 def attest_image(image: str, key_path: Path, password: bytes, kind: str, predicate_file: Path) -> dict[str, Any]:
-    import json
-
     from builder.errors import UsageError
     from builder.sign.attach import attest
     from builder.sign.dsse import predicate_type

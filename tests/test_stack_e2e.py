@@ -102,10 +102,16 @@ def locked_versions(sandbox: dict[str, Any], target: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("engine", ["docker", "buildah"])
 @pytest.mark.parametrize("target", ["standin-arm64/debian12-cu126", "standin-amd64/debian12-cu126"])
-def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any], engine: str, target: str) -> None:
+def test_build_push_run_and_rebuild_from_the_wheel_cache(
+    sandbox: dict[str, Any], engine: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
     repository = f"{registry}/e2e-{engine}"
-    first = build(sandbox, engine, target, "--registry", repository, "--push")
+    monkeypatch.setenv("COSIGN_PASSWORD", "e2e password")
+    assert run_cli("keygen", "--out", str(tmp_path / "cosign")).code == 0
+    first = build(
+        sandbox, engine, target, "--registry", repository, "--push", "--sign-key", str(tmp_path / "cosign.key")
+    )
 
     slug = target.replace("/", "-")
     checksum = first["lock-checksum"].removeprefix("sha256:")[:12]
@@ -130,6 +136,22 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any]
     )  # fmt: skip
     assert app.stdout.strip() == "hello: 2 + 3 = 5, built with MAX_JOBS=4", app.stderr[-2000:]  # the app's CMD
 
+    # Proven: SBOMs complete against the lock, signed and attested; verify passes offline with the public key.
+    digest = first["image"]["digest"]
+    assert first["sbom"]["digest"] == digest and first["sbom"]["missing"] == []
+    assert first["sbom"]["locked"] >= 2 and Path(first["sbom"]["paths"]["spdx"]).is_file()
+    assert first["signature"]["where"] == f"sha256-{digest.removeprefix('sha256:')}.sig"
+    assert [a["type"] for a in first["attestations"]] == ["spdxjson", "cyclonedx", "slsaprovenance1"]
+    assert "e2e password" not in json.dumps(first)
+    verified = run_cli(
+        "verify", first["image"]["tags"][1], "--key", str(tmp_path / "cosign.pub"), "--require", "sbom,provenance",
+        "--root", sandbox["exports"]["BUILDER_SANDBOX_ROOT"], "--lock-dir", str(sandbox["work"] / "locks"), "--json",
+    )  # fmt: skip
+    assert verified.code == 0, verified.out + verified.err
+    checks = {check["name"]: check for check in json.loads(verified.out)["checks"]}
+    assert {"signature", "sbom", "provenance", "sbom-covers-lock", "provenance-lock"} <= set(checks)
+    assert json.loads(verified.out)["digest"] == digest
+
     # Again, without a registry: the wheel comes from the cache, the image goes to an OCI layout.
     second = build(sandbox, engine, target)
     assert second["wheel_cache"]["standin-ext"] == {**first["wheel_cache"]["standin-ext"], "cache_hit": True}
@@ -138,6 +160,10 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(sandbox: dict[str, Any]
     index = json.loads((layout / "index.json").read_text())
     assert second["image"]["digest"] in [manifest["digest"] for manifest in index["manifests"]]
     assert second["image"]["tags"][0] == f"sandbox:{slug}"
+    assert second["sbom"]["digest"] == second["image"]["digest"] and "signature" not in second
+    spdx = json.loads(Path(second["sbom"]["paths"]["spdx"]).read_text())
+    found = {package["name"] for package in spdx["packages"]}
+    assert {"standin-lib", "standin-ext"} <= found
 
 
 def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[str, Any], tmp_path: Path) -> None:

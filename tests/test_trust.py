@@ -115,6 +115,20 @@ def test_wrong_password_writes_nothing(
         urllib.request.urlopen(f"{registry.url}/v2/trust/pw/manifests/{cosign.signature_tag(digest)}")
 
 
+def test_build_stack_checks_the_signing_key_before_building(
+    keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = ROOT / "tests" / "fixtures" / "catalogue"
+    out = tmp_path / "out"
+    common = ["stack", "maie-jetson", "--root", str(root), "--out", str(out), "--registry", "127.0.0.1:9/x"]
+    unpushed = run_cli(*common, "--sign-key", str(keys["key"]))
+    assert unpushed.code == 2 and "--sign-key needs --push" in unpushed.err
+    monkeypatch.setenv("COSIGN_PASSWORD", "not it")
+    wrong = run_cli(*common, "--push", "--sign-key", str(keys["key"]))
+    assert wrong.code == 2 and len(wrong.err.strip().splitlines()) == 1 and "not it" not in wrong.err, wrong.err
+    assert not out.exists()  # refused before any lock check, render or engine
+
+
 def test_a_tag_pushed_again_after_signing_is_refused(registry: Registry, keys: dict[str, Path]) -> None:
     push_labeled(registry.url, "trust/moved", "v1", {}, salt="first")
     image = f"{registry.address}/trust/moved:v1"

@@ -328,7 +328,9 @@ def build_target(
     moving, immutable, image_id = job.image()
     where, digest, manifest = job.deliver(moving, immutable)
     if manifest is None:
-        manifest = pushed_manifest(upstreams, immutable.rpartition(":")[0], digest)
+        manifest = pushed_manifest(
+            upstreams, immutable.rpartition(":")[0], digest, insecure_registry(options.registry or "")
+        )
     base_layers = layer_bytes(bases["runtime"])
     layers = layer_bytes(manifest)
     repository = immutable.rpartition(":")[0]
@@ -371,8 +373,8 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def pushed_manifest(upstreams: Upstreams, repository: str, digest: str) -> dict[str, Any]:
+def pushed_manifest(upstreams: Upstreams, repository: str, digest: str, plain: bool) -> dict[str, Any]:
     """The manifest just pushed, read back from the registry (plain HTTP where pushing was)."""
     host = repository.split("/", 1)[0]
-    mirrors = {host: f"http://{host}"} if insecure_registry(repository) else {}
+    mirrors = {host: f"http://{host}"} if plain else {}
     return RegistryClient(upstreams.http, mirrors).manifest(f"{repository}:pushed", digest)

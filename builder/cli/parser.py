@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--update-lock", action="store_true", help="re-lock a stale or missing lock instead of refusing")
     stack.add_argument("--out", type=Path, metavar="DIR", help="results, logs, contexts (default: ROOT/out)")
     stack.add_argument("--publish-wheels", metavar="URL", help="upload newly built wheels to this PEP 503 index")
+    stack.add_argument(
+        "--sign-key", type=Path, metavar="KEY", help="after --push: sign and attest (SBOMs, provenance) with this key"
+    )
     stack.add_argument("--json", action="store_true", help="print the results as JSON")
 
     keygen = command("keygen", "write an ECDSA P-256 key pair in cosign's formats (COSIGN_PASSWORD or a prompt)")

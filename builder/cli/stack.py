@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from builder import pipeline
 from builder.cli.settings import Common, Locking, print_json
@@ -24,11 +25,17 @@ class StackCommand:
     stack: str
     targets: tuple[str, ...]
     build: pipeline.StackSettings
+    sign_key: Path | None
 
 
 def settings(args: argparse.Namespace) -> StackCommand:
     if args.push and not args.registry:
         raise UsageError("--push needs --registry REPO to push to")
+    if args.sign_key and not args.push:
+        raise UsageError(
+            "--sign-key needs --push: signatures and attestations go beside the pushed image",
+            hint="an OCI layout is signed with build sign oci:PATH --key KEY",
+        )
     if args.registry and not REPOSITORY.fullmatch(args.registry):
         raise UsageError(
             f"--registry '{args.registry}' is not an image repository", hint="e.g. registry.lan:5000/team/maie"
@@ -45,14 +52,20 @@ def settings(args: argparse.Namespace) -> StackCommand:
         publish_wheels=args.publish_wheels,
         build_memory_gb=args.build_memory,
     )
-    return StackCommand(common, Locking.of(args, common.root), args.stack, tuple(args.target), build)
+    return StackCommand(common, Locking.of(args, common.root), args.stack, tuple(args.target), build, args.sign_key)
 
 
 def run(settings: StackCommand) -> int:
     catalogue = load_catalogue(settings.common.root)
+    signer = None
+    if settings.sign_key is not None:  # a wrong password stops here, before anything is built
+        from builder.sign.keys import read_private_key
+        from builder.sign.password import key_password
+
+        signer = read_private_key(settings.sign_key, key_password())
     built = pipeline.build_stack(
         catalogue, settings.stack, list(settings.targets), settings.locking.lock_dir, settings.locking.upstream,
-        settings.build, make_reporter(sys.stderr),
+        settings.build, make_reporter(sys.stderr), signer,
     )  # fmt: skip
     if settings.common.json:
         print_json({"results": built.results, "skipped": built.skipped})
@@ -66,6 +79,14 @@ def run(settings: StackCommand) -> int:
             f"({result['image']['stored']}; {result['sizes']['added_bytes'] / 1e6:.1f} MB above the base; "
             f"{result['seconds']:.0f} s{'; ' + wheels if wheels else ''})\n"
         )
+        sbom = result["sbom"]
+        sys.stdout.write(
+            f"  SBOMs: {sbom['paths']['spdx']}, {sbom['paths']['cyclonedx']} "
+            f"({sbom['packages']} packages; {sbom['locked']} locked, all in the image)\n"
+        )
+        if "signature" in result:
+            kinds = ", ".join(attestation["type"] for attestation in result["attestations"])
+            sys.stdout.write(f"  signed ({result['signature']['where']}); attested: {kinds}\n")
     for skip in built.skipped:
         sys.stdout.write(f"skipped {skip['target']}: {skip['reason']}\n")
     return EXIT_OK

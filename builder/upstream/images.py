@@ -45,6 +45,7 @@ class ImageRef:
     tag: str | None = None
     digest: str | None = None
     layout: Path | None = None
+    insecure: bool = False  # plain HTTP to a registry that is not on loopback (an http:// --registry)
 
     @property
     def kind(self) -> Literal["registry", "oci"]:
@@ -52,7 +53,7 @@ class ImageRef:
 
     @property
     def plain_http(self) -> bool:
-        return self.registry is not None and plain_http(self.registry)
+        return self.registry is not None and (self.insecure or plain_http(self.registry))
 
     @property
     def name(self) -> str:
@@ -122,9 +123,9 @@ class RegistryStore:
     """One repository of an OCI registry. Anonymous bearer tokens, or the user's docker login (basic
     credentials from ~/.docker/config.json, exchanged for a token where the registry asks for one)."""
 
-    def __init__(self, http: HttpClient, registry: str, repository: str) -> None:
+    def __init__(self, http: HttpClient, registry: str, repository: str, *, plain: bool = False) -> None:
         self.http, self.registry, self.repository = http, registry, repository
-        self.base = f"{'http' if plain_http(registry) else 'https'}://{registry}/v2/{repository}"
+        self.base = f"{'http' if plain or plain_http(registry) else 'https'}://{registry}/v2/{repository}"
         self.credential = docker_login(registry)
         self._token: dict[str, str] = {}
 
@@ -312,7 +313,7 @@ def _ref_name(entry: dict[str, object]) -> str:
 def open_store(ref: ImageRef, http: HttpClient) -> Store:
     if ref.layout is not None:
         return LayoutStore(ref.layout)
-    return RegistryStore(http, str(ref.registry), str(ref.repository))
+    return RegistryStore(http, str(ref.registry), str(ref.repository), plain=ref.plain_http)
 
 
 @dataclass(frozen=True)
