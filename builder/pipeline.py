@@ -493,3 +493,122 @@ def sbom(
     return make_sboms(
         ref, out, contents=contents, site=site, source_date_epoch=source_date_epoch, progress=reporter.step
     )
+
+
+# ---------------------------------------------------------------- smoke
+
+
+@dataclass(frozen=True)
+class SmokeSettings:
+    image: str | None  # None: --here
+    models: dict[str, Path]
+    power_mode: str | None
+    out_dir: Path | None  # None: out/<stack>/<target>/
+    engine: Literal["auto", "docker", "podman"]
+
+
+@dataclass(frozen=True)
+class SmokeOutcome:
+    report: dict[str, Any]
+    code: int  # the runner's: 0 every check passed, 1 one failed, 3 no GPU
+    path: Path
+    attestation: dict[str, Any] | None
+
+
+def smoke(
+    catalogue: Catalogue,
+    stack_name: str,
+    target: str,
+    lock_dir: Path,
+    settings: SmokeSettings,
+    reporter: Reporter,
+    signer: Any = None,
+) -> SmokeOutcome:
+    """`build smoke`: the stack's smoke checks, run here or in the image, written to smoke.json;
+    with `signer`, attached to the image as an attestation."""
+    import sys
+    import tempfile
+    from datetime import datetime, timezone
+
+    from builder.fsutil import default_cache_dir
+    from builder.smoke.run import run_here
+    from builder.smoke.spec import smoke_spec
+
+    stack = catalogue.stack(stack_name).model
+    plan_value, current = locked_plan(catalogue, stack, target, lock_dir, UpstreamOptions(default_cache_dir()), None)
+    for name, directory in settings.models.items():
+        if not directory.is_dir():
+            raise UsageError(f"--model {name}={directory}: no such directory")
+    out_dir = settings.out_dir or catalogue.root / "out" / stack.name / target
+    log = out_dir / "smoke.log"
+    with tempfile.TemporaryDirectory(prefix="builder-smoke-") as scratch:
+        workdir = Path(scratch)
+        if settings.image is None:
+            models = {name: str(path.resolve()) for name, path in settings.models.items()}
+            spec = smoke_spec(stack, plan_value, current, power_mode=settings.power_mode, models=models)
+            reporter.step(f"smoke {stack.name} on {target} here ({sys.executable})")
+            outcome = run_here(spec, workdir, log, reporter.step)
+            resolved = None
+        else:
+            models = {name: f"/models/{name}" for name in settings.models}
+            resolved, outcome = _smoke_image(settings, stack, plan_value, current, models, workdir, log, reporter)
+    report = {
+        **outcome.report,
+        "builder": {
+            "stack": stack.name,
+            "target": target,
+            "lock-checksum": current.checksum,
+            "mode": "here" if settings.image is None else "image",
+            "image": resolved.ref.at(resolved.digest) if resolved is not None else None,
+            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+    }
+    path = out_dir / "smoke.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(report, indent=2) + "\n")
+    attestation = None
+    if signer is not None and resolved is not None:
+        from builder.sign.attach import attest
+        from builder.verify import SMOKE
+
+        reporter.step(f"attesting the smoke result for {resolved.digest}")
+        attached = attest(resolved, signer, SMOKE, report)
+        attestation = {"predicateType": SMOKE, **attached.to_json()}
+    return SmokeOutcome(report, outcome.code, path, attestation)
+
+
+def _smoke_image(
+    settings: SmokeSettings,
+    stack: Stack,
+    plan_value: Plan,
+    current: Lock,
+    models: dict[str, str],
+    workdir: Path,
+    log: Path,
+    reporter: Reporter,
+) -> tuple[Any, Any]:
+    """Resolve the image to its digest, make it runnable by the engine, and run the runner in it."""
+    from builder.smoke.run import HostFacts, container_client, gpu_access, load_layout, run_in_image
+    from builder.smoke.spec import smoke_spec
+    from builder.upstream.images import LayoutStore, parse_image
+
+    assert settings.image is not None
+    ref = parse_image(settings.image)
+    kind, client = container_client(settings.engine)
+    http = _http()
+    try:
+        resolved = resolve_image(settings.image, http)
+    finally:
+        http.close()
+    pinned = resolved.ref.at(resolved.digest)
+    spec = smoke_spec(stack, plan_value, current, power_mode=settings.power_mode, models=models, image=pinned)
+    runnable = pinned
+    if ref.layout is not None:
+        names = [name for name, digest in LayoutStore(ref.layout).manifests_by_name() if digest == resolved.digest]
+        if not names or not names[0]:
+            raise UsageError(f"{settings.image}: the image {resolved.digest} has no tag in its layout to copy it by")
+        runnable = load_layout(kind, ref.layout, names[0], resolved.digest)
+    gpu = gpu_access(kind, HostFacts.read())
+    platform = f"linux/{plan_value.platform.oci_arch}"
+    outcome = run_in_image(client, gpu, runnable, spec, settings.models, workdir, log, reporter.step, platform)
+    return resolved, outcome

@@ -151,6 +151,38 @@ def _run_once(
             raise
 
 
+def run_relayed(argv: list[str], log: Path, relay: Progress, env: Mapping[str, str] | None = None) -> int:
+    """Run a long command whose own progress lines matter: each line of its output goes to `log` and
+    to `relay` as it comes. Returns the exit code (callers decide); interrupts stop its group."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as output:
+        output.write(f"$ {' '.join(argv)}\n")
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+                text=True,
+                errors="replace",
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # prctl only: safe between fork and exec
+            )
+        except FileNotFoundError:
+            raise UpstreamUnavailable(f"tool '{argv[0]}' is not installed or not on PATH") from None
+        assert child.stdout is not None
+        with child.stdout:
+            try:
+                for line in child.stdout:
+                    output.write(line)
+                    output.flush()
+                    relay(line.rstrip("\n"))
+                return child.wait()
+            except BaseException:
+                stop_group(child)
+                raise
+
+
 def stop_group(child: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """SIGINT first (engines cancel their build), then SIGTERM and SIGKILL for whatever is left
     of the group: a shell's background jobs ignore SIGINT and would outlive the build."""

@@ -462,6 +462,26 @@ def jetson_upstreams(base: Path, *, fallback: bool = False) -> Iterator[JetsonUp
         yield JetsonUpstreams(index, registry, base / "git")
 
 
+# The H200 reference cell (amd64/cu130, cp312): torch and Triton declaring no requirements, so the lock
+# pins nothing else of the environment `build smoke --here` runs in (the device's own Python).
+H200_WHEELS = [
+    ("torch", "2.11.0", "cp312-cp312-linux_x86_64"),
+    ("triton", "3.6.0", "cp312-cp312-linux_x86_64"),
+]
+H200_IMAGES = [("nvidia/cuda", "13.0.0-cudnn-runtime-ubuntu24.04"), ("nvidia/cuda", "13.0.0-cudnn-devel-ubuntu24.04")]
+
+
+@contextlib.contextmanager
+def h200_upstreams(base: Path) -> Iterator[JetsonUpstreams]:
+    """Stand-ins for the H200 cell's index and base images; the index is also the default index."""
+    for name, version, tag in H200_WHEELS:
+        make_wheel(base / "wheels", name, version, tag)
+    with Index.serve(base / "wheels") as index, Registry.serve(base / "registry") as registry:
+        for repository, tag in H200_IMAGES:
+            push_image(registry.url, repository, tag)
+        yield JetsonUpstreams(index, registry, base / "git")
+
+
 def main() -> None:
     """Serve the Orin stand-ins until Ctrl-C and print the options that point `build lock` at them."""
     import tempfile

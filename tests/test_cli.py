@@ -128,6 +128,7 @@ def test_real_matrix_lists_every_stack_target_with_runners() -> None:
         ("forge-thor", "agx-thor/jp7.0-cu130"),
         ("forge-rtx-pro", "rtx-pro-4000-blackwell/ubuntu24.04-cu128"),
         ("vla-orin", "orin-nano-super/jp6.2.1-cu126"),
+        ("reference-h200", "h200/ubuntu24.04-cu130"),
     }
     assert {(row["stack"], row["target"]) for row in rows} == expected
     for row in rows:

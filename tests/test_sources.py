@@ -16,11 +16,11 @@ CATALOGUE = sorted(
     for path in ROOT.glob(pattern)
 )
 
-ID = r"(?:S\d+|(?:DF|JC|SEED)-\d+(?:\.\d+)?[a-z]?)"
+ID = r"(?:S\d+|(?:DF|JC|SEED|M)-\d+(?:\.\d+)?[a-z]?)"
 # "docs/sources.md S9, S34: ...", "docs/sources.md JC-4.5/JC-4.6 (...)", "docs/sources.md DF-3, S26"
 CITATION = re.compile(rf"docs/sources\.md (?P<ids>{ID}(?:(?:, | and |/| / ){ID})*)(?![\w.-])")
 # prefixed ids may also follow a parenthesis, e.g. "docs/sources.md JC-1.7 (...), JC-4.4 (...)"
-PREFIXED = re.compile(r"(?<![\w.-])(?:DF|JC|SEED)-\d+(?:\.\d+)?[a-z]?(?![\w-])")
+PREFIXED = re.compile(r"(?<![\w.-])(?:DF|JC|SEED|M)-\d+(?:\.\d+)?[a-z]?(?![\w-])")
 ANCHOR = re.compile(r'^<a id="(?P<id>[^"]+)"></a>\n### (?P<heading>\S+) ', re.MULTILINE)
 # the project's research notes and seed documents, which are not in the repository ("facebookresearch/" is fine)
 UNREACHABLE = re.compile(r"(?<![\w-])(?:research|seeds)/|\.\./sh[a]red|device-facts|jetson-containers\.md")
@@ -84,4 +84,4 @@ def test_the_catalogue_cites_every_kind_of_entry() -> None:
     cited: set[str] = set()
     for path in CATALOGUE:
         cited |= _cited(path.read_text(encoding="utf-8"))
-    assert {"S8", "DF-4", "JC-4.11", "SEED-003"} <= cited
+    assert {"S8", "DF-4", "JC-4.11", "SEED-003", "M-1"} <= cited

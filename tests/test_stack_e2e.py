@@ -152,6 +152,14 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(
     assert {"signature", "sbom", "provenance", "sbom-covers-lock", "provenance-lock"} <= set(checks)
     assert json.loads(verified.out)["digest"] == digest
 
+    # The image carries its own smoke runner; here (no GPU) it still checks versions and imports: exit 3.
+    smoked = smoke(sandbox, target, first["image"]["tags"][1], "--sign-key", str(tmp_path / "cosign.key"))
+    assert smoked["builder"]["image"] == first["image"]["reference"] and smoked["attestation"]["added"]
+    require_smoke = run_cli(
+        "verify", first["image"]["reference"], "--key", str(tmp_path / "cosign.pub"), "--require", "smoke"
+    )
+    assert require_smoke.code == 1 and "smoke run did not pass: no gpu" in require_smoke.err
+
     # Again, without a registry: the wheel comes from the cache, the image goes to an OCI layout.
     second = build(sandbox, engine, target)
     assert second["wheel_cache"]["standin-ext"] == {**first["wheel_cache"]["standin-ext"], "cache_hit": True}
@@ -164,6 +172,30 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(
     spdx = json.loads(Path(second["sbom"]["paths"]["spdx"]).read_text())
     found = {package["name"] for package in spdx["packages"]}
     assert {"standin-lib", "standin-ext"} <= found
+    if engine == "docker":  # an OCI layout runs too (copied into the engine's store first)
+        smoke(sandbox, target, f"oci:{layout}@{second['image']['digest']}")
+
+
+def smoke(sandbox: dict[str, Any], target: str, image: str, *extra: str) -> dict[str, Any]:
+    """`build smoke --image` here: no GPU, so exit 3, with the locked versions and imports checked in the image."""
+    work: Path = sandbox["work"]
+    done = run_cli(
+        "smoke", sandbox["exports"]["BUILDER_SANDBOX_STACK"], "--target", target, "--image", image,
+        "--root", sandbox["exports"]["BUILDER_SANDBOX_ROOT"], "--lock-dir", str(work / "locks"),
+        "--out", str(work / "smoke" / target), "--json", *extra,
+    )  # fmt: skip
+    assert done.code == 3, done.err[-3000:]
+    assert done.err.strip().splitlines()[-1].startswith("error: no GPU: ")
+    report: dict[str, Any] = json.loads(done.out)
+    checks = {check["name"]: check for check in report["checks"]}
+    locked = locked_versions(sandbox, target)
+    for name in ("standin-lib", "standin-ext"):
+        assert checks[f"version:{name}"]["status"] == "pass" and checks[f"version:{name}"]["value"] == locked[name]
+    assert checks["import:standin_ext"]["status"] == checks["import:standin_lib"]["status"] == "pass"
+    assert checks["import-time"]["status"] == "not run" and report["summary"]["result"] == "no gpu"
+    assert report["environment"]["machine"] == {"standin-arm64": "aarch64"}.get(target.split("/")[0], "x86_64")
+    assert json.loads((work / "smoke" / target / "smoke.json").read_text())["checks"] == report["checks"]
+    return report
 
 
 def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[str, Any], tmp_path: Path) -> None:

@@ -432,3 +432,32 @@ def test_no_secret_in_any_file_written(registry: Registry, keys: dict[str, Path]
             content = path.read_bytes()
             assert PASSWORD.encode() not in content and body.encode() not in content
     assert os.environ.get("COSIGN_PASSWORD") == PASSWORD
+
+
+def test_a_smoke_attestation_proves_the_image_only_when_the_run_passed(
+    registry: Registry, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    from builder.verify import SMOKE
+
+    key, pub = str(keys["key"]), str(keys["pub"])
+    failed = {"summary": {"result": "fail", "failed_checks": ["llm-decode"]}, "checks": []}
+    for name, predicate in (("failed", failed), ("no-gpu", {"summary": {"result": "no gpu", "failed_checks": []}})):
+        digest = push_labeled(registry.url, "trust/smoke", name, {}, salt=name)
+        image = f"{registry.address}/trust/smoke@{digest}"
+        assert cli("sign", image, "--key", key).code == 0
+        missing = cli("verify", image, "--key", pub, "--require", "smoke")
+        assert missing.code == 1 and "error: smoke: no valid smoke attestation" in missing.err
+        attested = cli(
+            "attest", image, "--key", key, "--type", SMOKE, "--predicate", str(_predicate(tmp_path, name, predicate))
+        )
+        assert attested.code == 0, attested.err
+        refused = cli("verify", image, "--key", pub, "--require", "smoke")
+        assert refused.code == 1 and "error: smoke: attested, but the smoke run did not pass" in refused.err
+        assert {"failed": "fail (failed: llm-decode)", "no-gpu": "no gpu (failed: none)"}[name] in refused.err
+    passed = {"summary": {"result": "pass", "failed_checks": []}, "checks": []}
+    attested = cli(
+        "attest", image, "--key", key, "--type", SMOKE, "--predicate", str(_predicate(tmp_path, "p", passed))
+    )
+    assert attested.code == 0, attested.err
+    ok = cli("verify", image, "--key", pub, "--require", "smoke")
+    assert ok.code == 0 and "ok: smoke: attested" in ok.out, ok.err

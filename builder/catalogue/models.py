@@ -320,6 +320,13 @@ class SmokeCheck(Model):
     min: float | None = Field(default=None, description="Fail below this value.")
     max: float | None = Field(default=None, description="Fail above this value.")
     model: Text | None = Field(default=None, description="The model or workload measured.")
+    roofline_min: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="LLM decode checks: fail below this fraction of the measured bandwidth roofline "
+        "(tok/s x bytes per token / measured bandwidth); default: the runner's floor for the path used.",
+    )
     notes: Text | None = None
 
 

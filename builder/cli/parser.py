@@ -180,6 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--require", metavar="LIST", help="attestations that must be there: sbom,provenance,smoke")
     verify.add_argument("--json", action="store_true", help="print every check as JSON")
 
+    smoke = command("smoke", "prove on this machine's GPU that the image works and is fast", "stack", "lock-dir")
+    smoke.add_argument("--target", required=True, metavar="T", help="the target whose device and lock to check")
+    where = smoke.add_mutually_exclusive_group(required=True)
+    where.add_argument("--image", metavar="IMAGE", help="run the runner inside IMAGE (registry reference or oci:PATH)")
+    where.add_argument("--here", action="store_true", help="run the runner in this Python environment")
+    smoke.add_argument(
+        "--model", action="append", default=[], metavar="NAME=DIR", help="a real checkpoint for the checks naming NAME"
+    )
+    smoke.add_argument("--power-mode", metavar="M", help="the power mode to expect (default: the stack's)")
+    smoke.add_argument("--out", type=Path, metavar="DIR", help="write DIR/smoke.json (default: out/<stack>/<target>/)")
+    smoke.add_argument(
+        "--engine", choices=("auto", "docker", "podman"), default="auto", help="what runs --image (default: auto)"
+    )
+    smoke.add_argument("--sign-key", type=Path, metavar="KEY", help="attach the result to the image as an attestation")
+    smoke.add_argument("--json", action="store_true", help="print the report as JSON")
+
     sbom = command("sbom", "write an image's SPDX and CycloneDX SBOMs, joined with its lock", "image", "lock-dir")
     sbom.add_argument("--stack", metavar="S", help="join with the lock of this stack (with --target)")
     sbom.add_argument("--target", metavar="T", help="the target of --stack whose lock to join with")

@@ -21,6 +21,9 @@ from builder.catalogue.models import Stack
 from builder.fsutil import OUTPUT_MARKER, claim_output_dir
 from builder.lock.model import Lock
 from builder.plan.stages import SRC_DIR, WHEEL_DIR, Plan
+from builder.smoke.spec import IMAGE_RUNNER, RUNNER, smoke_spec
+
+SMOKE_RUNNER, SMOKE_SPEC = "smoke/runner.py", "smoke/spec.json"  # in the context; /opt/builder/smoke/ in the image
 
 APP_UID = 10001
 # hadolint rules the output ignores, and why (README "Rendering" repeats them):
@@ -71,6 +74,7 @@ def _labels(plan: Plan, stack: Stack) -> dict[str, str]:
         "builder.target": plan.target,
         "builder.cuda": plan.cell.cuda,
         "builder.lock-checksum": plan.lock_checksum,
+        "builder.smoke-runner": IMAGE_RUNNER,
     }
     if plan.cell.jetpack:
         labels["builder.jetpack"] = plan.cell.jetpack
@@ -218,6 +222,9 @@ def render_files(
         files[f"builders/{builder.recipe}/build-requirements.txt"] = "".join(
             f"{r.line()}\n" for r in builder.build_requirements
         ).encode()
+    # Every image carries its own smoke test: the runner and the spec it was rendered with.
+    files[SMOKE_RUNNER] = RUNNER.read_bytes()
+    files[SMOKE_SPEC] = (json.dumps(smoke_spec(stack, plan, lock), indent=2, sort_keys=True) + "\n").encode()
     for item in _app_files(catalogue, stack):
         if item.source.is_dir():
             for path in sorted(p for p in item.source.rglob("*") if p.is_file()):

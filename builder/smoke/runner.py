@@ -1897,6 +1897,7 @@ class StackCheck:
     min: float | None = None
     max: float | None = None
     model: str | None = None
+    roofline_min: float | None = None  # this check's floor on the roofline fraction (else the path's default)
 
 
 @dataclass
@@ -1962,6 +1963,7 @@ def parse_spec(data: Mapping[str, Any]) -> Spec:
                 None if lo is None else float(lo),
                 None if hi is None else float(hi),
                 c.get("model"),
+                None if c.get("roofline_min") is None else float(c["roofline_min"]),
             )
         )
     tolerances = _dict(data, "tolerances")
@@ -2263,6 +2265,8 @@ def llm_checks(ctx: Context, target: LlmTarget, check: StackCheck | None) -> lis
     ctx.reported.add(target.label)
     if ctx.bandwidth_gbps:
         floor = {**DEFAULT_ROOFLINE_MIN, **ctx.spec.roofline_min}.get(result.path)
+        if check is not None and check.roofline_min is not None:
+            floor = check.roofline_min
         out.append(gated(
             f"llm-roofline:{target.label}", details["roofline_fraction"], "fraction of measured bandwidth", floor, None,
             how="tok/s x bytes per token / measured read bandwidth" + ("" if floor is not None else " (no floor for this path)"),

@@ -73,7 +73,8 @@ def verify(
     verdicts = dsse.verify_attestations(manifest, blobs, key, resolved.digest) if manifest is not None else []
     statements = [v.claims for v in verdicts if v.ok and v.claims is not None]
     for name in sorted(set(require)):
-        checks.append(_required(name, verdicts, statements))
+        check = _required(name, verdicts, statements)
+        checks.append(_smoke_passed(check, statements) if name == "smoke" and check.ok else check)
     labels = image_labels(resolved)
     label = labels.get("builder.lock-checksum")
     if locked is not None and label and label == locked.checksum:
@@ -116,6 +117,19 @@ def _required(name: str, verdicts: list[LayerVerdict], statements: list[Mapping[
     failing = [v.line() for v in verdicts if not v.ok]
     detail = f"no valid {name} attestation ({' or '.join(wanted)})"
     return Check(name, False, detail + (f": {'; '.join(failing)}" if failing else ""))
+
+
+def _smoke_passed(check: Check, statements: list[Mapping[str, Any]]) -> Check:
+    """A smoke attestation proves the image only when the run it records passed."""
+    reports = [s.get("predicate") for s in statements if s.get("predicateType") == SMOKE]
+    summaries = [r.get("summary") or {} for r in reports if isinstance(r, dict)]
+    if any(summary.get("result") == "pass" for summary in summaries):
+        return check
+    results = "; ".join(
+        f"{summary.get('result', 'no result')} (failed: {', '.join(summary.get('failed_checks') or []) or 'none'})"
+        for summary in summaries
+    )
+    return Check("smoke", False, f"attested, but the smoke run did not pass: {results}")
 
 
 def sbom_packages(predicate: Mapping[str, Any]) -> dict[str, set[str]]:
