@@ -76,9 +76,11 @@ def test_the_spec_holds_the_lock_the_device_and_the_stacks_checks(catalogue: Cat
 
 
 def test_the_runner_reads_the_spec_builder_writes(catalogue: Catalogue) -> None:
-    runner = pytest.importorskip("builder.smoke.runner")
+    from builder.smoke import runner  # imports without torch, as it must inside images that lack it
+
     parsed = runner.parse_spec(_spec(catalogue, *MAIE, power_mode="MAXN_SUPER"))
-    assert parsed.power_mode == "MAXN_SUPER" and parsed.device.bandwidth("15W") == 68.3
+    assert parsed.device is not None and parsed.device.bandwidth("15W") == 68.3
+    assert parsed.power_mode == "MAXN_SUPER"
     assert [(c.name, c.min, c.max) for c in parsed.checks] == [
         ("asr-real-time-factor", None, 0.18),
         ("llm-decode", 30.0, None),
@@ -86,8 +88,9 @@ def test_the_runner_reads_the_spec_builder_writes(catalogue: Catalogue) -> None:
     ]
     h200 = runner.parse_spec(_spec(catalogue, *H200))
     assert {c.name: c.roofline_min for c in h200.checks}["llama-2-7b-int4-decode"] == 0.30
-    assert runner.find_shape(h200.checks[0].model).name == "llama-2-7b"
-    assert runner.quant_from_text(h200.checks[1].model) == "bf16"
+    shape = runner.find_shape(h200.checks[0].model or "")
+    assert shape is not None and shape.name == "llama-2-7b"
+    assert runner.quant_from_text(h200.checks[1].model or "") == "bf16"
 
 
 def test_a_power_mode_the_device_lacks_is_refused(catalogue: Catalogue) -> None:
@@ -139,6 +142,32 @@ def test_the_container_runs_offline_with_the_images_own_runner(tmp_path: Path) -
     assert argv[-6:] == ["--spec", "/smoke/spec.json", "--out", "/smoke/smoke.json", "--work-dir", "/tmp/smoke-work"]
     here = here_argv(tmp_path, "/usr/bin/python3")
     assert here[:2] == ["/usr/bin/python3", str(RUNNER)] and here[-1] == str(tmp_path / "work")
+
+
+@pytest.mark.integration
+def test_the_runner_runs_where_torch_is_missing(tmp_path: Path) -> None:
+    """An image without torch still gets its versions and imports checked; the rest is 'not run', exit 3."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    spec = {
+        "versions": {"packaging": importlib.metadata.version("packaging"), "pyyaml": "0.0.1"},
+        "imports": ["json", "no_such_module"],
+        "checks": [{"name": "llm", "metric": "llm_decode_tokens_per_s", "min": 1, "model": "Qwen3-4B int4"}],
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    shutil.copy(RUNNER, tmp_path / "runner.py")
+    block = "import runpy, sys; sys.modules['torch'] = None; sys.argv[0] = 'runner.py'; runpy.run_path('runner.py', run_name='__main__')"
+    done = subprocess.run(
+        [sys.executable, "-c", block, "--spec", "spec.json", "--out", "smoke.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    checks = {c["name"]: c for c in json.loads((tmp_path / "smoke.json").read_text())["checks"]}
+    assert checks["version:packaging"]["status"] == "pass" and checks["version:pyyaml"]["status"] == "fail"
+    assert checks["import:json"]["status"] == "pass" and checks["import:no_such_module"]["status"] == "fail"
+    assert checks["llm"]["status"] == "not run" and checks["llm"]["reason"] == "no GPU: torch is not importable"
 
 
 # ---------------------------------------------------------------- the H200 reference stack's lock

@@ -6,12 +6,14 @@ imported once the command is known, so `build --version` and catalogue-only comm
 
 from __future__ import annotations
 
+from builder.cli import interrupts  # isort: skip  # first of all: it installs the early interrupt handler
+
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from builder.cli import interrupts  # first of builder's modules: it installs the early interrupt handler
 from builder.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BuilderError, FileProblem
 
 
@@ -51,4 +53,11 @@ def _report(error: BuilderError, debug: bool) -> int:
 
 def entrypoint() -> None:
     interrupts.hand_to_main()
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # An interrupt main has handled can still make Python end the process by SIGINT at exit
+        # (a KeyboardInterrupt seen while it ran module code); exit with the code builder promises.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -911,7 +911,7 @@ def attention(
     return out.reshape(heads, rows, dim).transpose(0, 1).reshape(rows, heads * dim)
 
 
-LayerFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+LayerFn = Callable[..., tuple["torch.Tensor", "torch.Tensor"]]
 
 
 def make_layer_fn(model: LoadedModel) -> LayerFn:
