@@ -86,6 +86,18 @@ class PlanError(BuilderError):
     """The plan cannot be made (e.g. a source build cannot fit in the build memory)."""
 
 
+class BadInputFile(BuilderError):
+    """A file builder reads back (result.json, smoke.json, a benchmark's figures) is not what builder
+    writes: `path:line:col: error: message`, as a catalogue problem is shown."""
+
+    def __init__(self, path: Path, message: str, line: int = 1, column: int = 1) -> None:
+        self.diagnostic = Diagnostic(path, line, column, message)
+        super().__init__(self.diagnostic.render())
+
+    def lines(self) -> list[str]:
+        return [self.diagnostic.render()]
+
+
 # ---------------------------------------------------------------- a check failed (exit 1)
 
 

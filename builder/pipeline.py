@@ -612,3 +612,44 @@ def _smoke_image(
     platform = f"linux/{plan_value.platform.oci_arch}"
     outcome = run_in_image(client, gpu, runnable, spec, settings.models, workdir, log, reporter.step, platform)
     return resolved, outcome
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    results_dir: Path  # where `build stack` wrote out/<stack>/<target>/
+    out_dir: Path  # where report.html, report.md and the PNGs go
+    benchmark: Path | None = None  # the rebuild benchmark's figures (benchmarks/rebuild.py --json)
+
+
+def report(
+    catalogue: Catalogue, stack_name: str, targets: list[str], lock_dir: Path, settings: ReportSettings
+) -> dict[str, Path]:
+    """`build report`: the stack's targets (all when `targets` is empty) and the whole matrix, from
+    what build, smoke and verify wrote; returns the files written."""
+    import os
+    from datetime import datetime, timezone
+
+    from builder.report.inputs import read_benchmark, read_target
+    from builder.report.page import make_report, write_report
+
+    stack = catalogue.stack(stack_name).model
+    targets = targets or list(stack.targets)
+    for target in targets:
+        catalogue.target(stack, target)
+    if settings.out_dir.exists() and not settings.out_dir.is_dir():
+        raise UsageError(f"--out {settings.out_dir}: is a file, not a directory")
+    # SOURCE_DATE_EPOCH pins "now" (lock ages, the page's date) for reproducible reports.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    now = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch.isdigit() else datetime.now(timezone.utc)
+    benchmark = read_benchmark(settings.benchmark) if settings.benchmark is not None else None
+    matrix = [
+        read_target(catalogue, settings.results_dir, lock_dir, other.model.name, target)
+        for other in catalogue.stacks.values()
+        for target in other.model.targets
+    ]
+    chosen = [next(i for i in matrix if i.stack == stack.name and i.target == target) for target in targets]
+    built = make_report(catalogue, stack, chosen, matrix, benchmark, now)
+    return write_report(built, settings.out_dir)

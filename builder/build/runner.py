@@ -357,6 +357,8 @@ def build_target(
             "base_bytes": sum(base_layers),
             "added_bytes": sum(layers[len(base_layers) :]),
             "layers": len(layers),
+            "layer_bytes": layers,  # compressed, in the manifest's order; the first base_layers are the base's
+            "base_layers": len(base_layers),
         },
         "stages": [stage.to_json() for stage in job.stages],
         "wheel_cache": wheels,
@@ -366,7 +368,19 @@ def build_target(
         "context": str(job.context),
     }
     write_atomic(job.directory / "result.json", json.dumps(result, indent=2) + "\n")
+    record_build(job.directory / BUILDS_LOG, result)
     return result
+
+
+BUILDS_LOG = "builds.jsonl"  # one line per build of this stack x target: what `build report` compares
+
+
+def record_build(log: Path, result: dict[str, Any]) -> None:
+    """Append this build's timings to the target's history (result.json holds only the latest build)."""
+    keep = ("started", "finished", "seconds", "engine", "stages", "wheel_cache", "sizes", "lock-checksum")
+    line = json.dumps({"digest": result["image"]["digest"], **{key: result[key] for key in keep}}, sort_keys=True)
+    with log.open("a", encoding="utf-8") as history:
+        history.write(line + "\n")
 
 
 def utc_now() -> str:

@@ -196,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--sign-key", type=Path, metavar="KEY", help="attach the result to the image as an attestation")
     smoke.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    report = command("report", "report.html and report.md with plots from results, smoke runs and locks", "stack",
+                     "targets", "lock-dir")  # fmt: skip
+    report.add_argument(
+        "--out", type=Path, metavar="DIR", help="write DIR/report.html, DIR/report.md (default: RESULTS/STACK/report)"
+    )
+    report.add_argument("--results", type=Path, metavar="DIR", help="what build stack --out wrote (default: ROOT/out)")
+    report.add_argument(
+        "--benchmark", type=Path, metavar="FILE", help="rebuild benchmark figures (benchmarks/rebuild.py --json FILE)"
+    )
+    report.add_argument("--json", action="store_true", help="print the files written as JSON")
+
     sbom = command("sbom", "write an image's SPDX and CycloneDX SBOMs, joined with its lock", "image", "lock-dir")
     sbom.add_argument("--stack", metavar="S", help="join with the lock of this stack (with --target)")
     sbom.add_argument("--target", metavar="T", help="the target of --stack whose lock to join with")
