@@ -11,7 +11,9 @@ with the same engine in the same run, and push to the sandbox registry. Scenario
 and the image size above the base it runs on (the naive Dockerfile runs on the devel base, as
 seed 001's does). Needs the sandbox (`tests/sandbox/up` is called) and a docker daemon.
 
-    python benchmarks/rebuild.py [--target standin-amd64/debian12-cu126] [--runs 1]
+    python benchmarks/rebuild.py [--target standin-amd64/debian12-cu126] [--runs 1] [--json FILE]
+
+--json FILE also writes the figures for `build report --benchmark FILE` (the size plot's naive bar).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="standin-amd64/debian12-cu126")
     parser.add_argument("--runs", type=int, default=1, help="repeat each scenario (median reported)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON (build report)")
     options = parser.parse_args()
     engine = detect_docker(docker_clients())
     if isinstance(engine, str):
@@ -153,6 +156,18 @@ def main() -> None:
         f"{'image total':<14}{totals['build stack'] / 1e6:>11.1f} MB{totals['naive'] / 1e6:>9.1f} MB"
         f"{totals['naive'] / totals['build stack']:>21.2f}x"
     )
+    if options.json is not None:
+        figures = {
+            "format": "builder-rebuild/1",
+            "target": options.target,
+            "engine": f"docker {engine.version} ({engine.mode})",
+            "runs": options.runs,
+            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": {tool: {s: statistics.median(times[tool][s]) for s in SCENARIOS} for tool in times},
+            "above_base_bytes": sizes,
+            "total_bytes": totals,
+        }
+        options.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def size_figure(inputs: TargetInputs, benchmark: dict[str, Any] | None) -> SizeF
         base_layers=base_layers,
         total_bytes=int(sizes["layers_bytes"]),
         added_bytes=int(sizes["added_bytes"]),
-        layers=tuple(Layer(stage, instruction, size) for (stage, instruction), size in zip(named, added)),
+        layers=tuple(Layer(stage, instruction, size) for (stage, instruction), size in zip(named, added, strict=True)),
         finished=str(result["finished"]),
         benchmark=benchmark,
     )
@@ -159,8 +159,8 @@ class StageTime:
 @dataclass(frozen=True)
 class TimeFigure:
     target: str
-    cold: dict[str, Any] | None  # the build (builds.jsonl line)
-    cached: dict[str, Any] | None
+    cold: dict[str, Any]  # the build (a builds.jsonl line) that took least from the caches
+    cached: dict[str, Any] | None  # the latest build that took more from them
     stages: tuple[StageTime, ...]
 
     @property
@@ -170,16 +170,18 @@ class TimeFigure:
             if build is None:
                 parts.append(f"no {label} build recorded")
                 continue
-            parts.append(f"{label} build started {build['started']}: {build['seconds']:.2f} s in all")
-        hits = [stage.name for stage in self.stages if stage.wheel_hit]
-        steps = sum(stage.engine_cached_steps for stage in self.stages)
+            hits, steps = cache_use(build)
+            parts.append(
+                f"{label} build started {build['started']}: {build['seconds']:.2f} s in all, "
+                f"{plural(hits, 'wheel-cache hit')}, {plural(steps, 'engine step')} from the layer cache"
+            )
         per_stage = "; ".join(
             f"{stage.name} {_seconds(stage.cold)} cold, {_seconds(stage.cached)} cached" for stage in self.stages
         )
+        hits_now = [stage.name for stage in self.stages if stage.wheel_hit]
         return (
             f"Build time per stage on {self.target}, wall-clock seconds of each engine run ({per_stage}). "
-            f"{'; '.join(parts)}. Wheel-cache hits in the cached build: {', '.join(hits) or 'none'}; "
-            f"{plural(steps, 'step')} from the engine's layer cache."
+            f"{'; '.join(parts)}. Stages from the wheel cache in the cached build: {', '.join(hits_now) or 'none'}."
         )
 
 
@@ -187,16 +189,19 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def is_cold(build: dict[str, Any]) -> bool:
-    """No stage from the wheel cache and no step from the engine's layer cache."""
-    return not any(stage.get("cached") or stage.get("engine_cached_steps") for stage in build["stages"])
+def cache_use(build: dict[str, Any]) -> tuple[int, int]:
+    """(stages from the wheel cache, steps from the engine's layer cache) of one build."""
+    stages = build["stages"]
+    return sum(bool(s.get("cached")) for s in stages), sum(int(s.get("engine_cached_steps") or 0) for s in stages)
 
 
 def time_figure(inputs: TargetInputs) -> TimeFigure | None:
-    if not inputs.builds:
+    builds = inputs.builds
+    if not builds:
         return None
-    cold = next((build for build in reversed(inputs.builds) if is_cold(build)), None)
-    cached = next((build for build in reversed(inputs.builds) if not is_cold(build)), None)
+    order = range(len(builds))
+    cold = builds[min(order, key=lambda index: (cache_use(builds[index]), -index))]
+    cached = next((build for build in reversed(builds) if cache_use(build) > cache_use(cold)), None)
     names: list[str] = []
     for build in (cold, cached):
         for stage in (build or {}).get("stages", []):
@@ -331,9 +336,7 @@ class MatrixFigure:
 
     @property
     def caption(self) -> str:
-        counts = {
-            what: sum(getattr(cell, what) == "pass" for cell in self.cells) for what in ("verify", "smoke")
-        }
+        counts = {what: sum(getattr(cell, what) == "pass" for cell in self.cells) for what in ("verify", "smoke")}
         built = sum(cell.build != "not built" for cell in self.cells)
         locked = sum(cell.lock not in ("none", "unreadable") for cell in self.cells)
         return (

@@ -88,7 +88,9 @@ def read_builds(path: Path) -> list[dict[str, Any]]:
     return builds
 
 
-def read_lock_state(catalogue: Catalogue, lock_dir: Path, stack: str, target: str) -> tuple[LockState | None, str | None]:
+def read_lock_state(
+    catalogue: Catalogue, lock_dir: Path, stack: str, target: str
+) -> tuple[LockState | None, str | None]:
     """The lock's age and freshness against the catalogue as it is now; (None, None) when there is
     no lock, (None, why) when there is one that cannot be read."""
     from builder.lock.inputs import input_checksums
@@ -137,6 +139,9 @@ def read_benchmark(path: Path) -> dict[str, Any]:
     if data is None:
         raise BadInputFile(path, "no such file")
     for key in ("above_base_bytes", "total_bytes"):
-        if not all(isinstance(data[key].get(tool), int) for tool in ("build stack", "naive")):
+        sizes = data[key]
+        if not isinstance(sizes, dict) or not all(
+            isinstance(sizes.get(tool), int) for tool in ("build stack", "naive")
+        ):
             raise BadInputFile(path, f"'{key}' needs integer 'build stack' and 'naive' sizes")
     return data

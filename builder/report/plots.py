@@ -81,11 +81,9 @@ def time_plot(figure: TimeFigure) -> bytes:
     drawn = _figure(10, 1.4 + 0.55 * rows)
     axes = drawn.add_subplot()
     height = 0.38
-    for offset, (label, colour, value) in enumerate(
-        (("cold", NEUTRAL, lambda s: s.cold), ("cached", STAGE_COLOURS[1], lambda s: s.cached))
-    ):
+    for offset, (label, colour) in enumerate((("cold", NEUTRAL), ("cached", STAGE_COLOURS[1]))):
         positions = [index + offset * height for index in range(len(figure.stages))]
-        seconds = [value(stage) or 0.0 for stage in figure.stages]
+        seconds = [getattr(stage, label) or 0.0 for stage in figure.stages]
         axes.barh(positions, seconds, height=height, color=colour, label=label)
     for index, stage in enumerate(figure.stages):
         notes = (["wheel cache hit"] if stage.wheel_hit else []) + (
@@ -153,7 +151,8 @@ def matrix_plot(figure: MatrixFigure) -> bytes:
                 continue
             colour = colours.get(cell.smoke, NEUTRAL if cell.build != "not built" else MISSING)
             axes.add_patch(_rectangle(column, row, colour))
-            text = f"lock {cell.lock}\nbuilt {cell.build[:10]}\nverify {cell.verify}\nsmoke {cell.smoke}"
+            built = "not built" if cell.build == "not built" else f"built {cell.build[:10]}"
+            text = f"lock {cell.lock}\n{built}\nverify {cell.verify}\nsmoke {cell.smoke}"
             axes.text(column + 0.5, row + 0.5, text, ha="center", va="center", fontsize=7, color="white")
     axes.set_xlim(0, len(targets))
     axes.set_ylim(len(stacks), 0)
