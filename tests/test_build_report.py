@@ -317,7 +317,8 @@ def load_in_chromium(page: Path, screenshot: Path) -> dict[str, Any]:
             "return Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
         )
         text = driver.execute_script("return document.body.innerText")
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+        logged = driver.get_log("browser")  # type: ignore[no-untyped-call]
+        errors = [entry for entry in logged if entry["level"] in ("SEVERE", "WARNING")]
         driver.set_window_size(1200, driver.execute_script("return document.documentElement.scrollHeight") + 40)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(screenshot))

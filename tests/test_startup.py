@@ -16,6 +16,7 @@ NETWORK = ("requests", "urllib3", "uv", "builder.upstream.http", "builder.upstre
            "builder.upstream.registry", "builder.upstream.uv", "builder.upstream.upstreams")  # fmt: skip
 ENGINES = ("builder.build", "builder.process")
 TEMPLATES = ("jinja2",)
+PLOTS = ("matplotlib", "builder.report")  # build report's alone
 
 PROBE = """
 import json, sys
@@ -62,7 +63,7 @@ def test_version_loads_only_the_parser() -> None:
 def test_catalogue_commands_load_no_network_engine_or_template_code() -> None:
     codes, modules = loaded([["validate"], ["show", "maie-jetson"], ["matrix", "--json"]], ROOT)
     assert codes == [0, 0, 0]
-    assert not matching(modules, (*NETWORK, *ENGINES, *TEMPLATES))
+    assert not matching(modules, (*NETWORK, *ENGINES, *TEMPLATES, *PLOTS))
 
 
 @pytest.mark.integration
@@ -76,5 +77,16 @@ def test_plan_and_render_from_a_lock_load_no_network_code(tmp_path: Path) -> Non
     )
     assert codes == [0, 0]
     assert (tmp_path / "out" / "Dockerfile").is_file()
-    assert not matching(modules, (*NETWORK, *ENGINES))
+    assert not matching(modules, (*NETWORK, *ENGINES, *PLOTS))
     assert "builder.lock.model" in modules and "builder.plan.stages" in modules
+
+
+@pytest.mark.integration
+def test_report_loads_no_network_or_engine_code(tmp_path: Path) -> None:
+    command = ["report", "reference-h200", "--root", str(ROOT), "--lock-dir", str(ROOT / "tests/fixtures/locks")]
+    codes, modules = loaded(
+        [[*command, "--results", str(tmp_path / "out"), "--out", str(tmp_path / "report")]], tmp_path
+    )
+    assert codes == [0] and (tmp_path / "report" / "report.html").is_file()
+    assert "matplotlib" in modules
+    assert not matching(modules, (*NETWORK, *ENGINES))
