@@ -118,6 +118,20 @@ def test_layers_above_the_base_are_named_by_their_stage_and_instruction() -> Non
     assert [stage for stage, _ in layers] == ["runtime"] * 4 + ["app"]
     assert layers[-1] == ("app", "COPY smoke/ /opt/builder/smoke/")
     assert layers[0][1].startswith("RUN ") and "--mount" not in layers[0][1]  # flags dropped
+    dockerfile = (
+        "FROM base AS runtime\nRUN a\nFROM runtime AS app\nWORKDIR /app\nCOPY x /app/\nFROM other AS unused\nRUN b\n"
+    )
+    assert figures.dockerfile_layers(dockerfile) == [("runtime", "RUN a"), ("app", "COPY x /app/")]
+    with_workdir = figures.dockerfile_layers(dockerfile, workdir_layers=True)
+    assert with_workdir == [("runtime", "RUN a"), ("app", "WORKDIR /app"), ("app", "COPY x /app/")]
+    result = result_with([100, 1, 2, 3], 1)
+    inputs = TargetInputs("s", "t", Path("x"), result=result, dockerfile=dockerfile)
+    figure = figures.size_figure(inputs, None)
+    assert figure is not None and [layer.instruction for layer in figure.layers] == [
+        "RUN a",
+        "WORKDIR /app",
+        "COPY x /app/",
+    ]
 
 
 def test_the_size_caption_carries_the_results_numbers_by_stage() -> None:
@@ -319,7 +333,8 @@ def load_in_chromium(page: Path, screenshot: Path) -> dict[str, Any]:
         text = driver.execute_script("return document.body.innerText")
         logged = driver.get_log("browser")  # type: ignore[no-untyped-call]
         errors = [entry for entry in logged if entry["level"] in ("SEVERE", "WARNING")]
-        driver.set_window_size(1200, driver.execute_script("return document.documentElement.scrollHeight") + 40)
+        # The window's height counts its frame too: leave room below the page's last pixel.
+        driver.set_window_size(1200, driver.execute_script("return document.documentElement.scrollHeight") + 200)
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(screenshot))
     finally:
@@ -363,6 +378,7 @@ def sandbox_report(exports: dict[str, str], tmp_path: Path) -> None:
     assert f"{sizes['layers_bytes'] / 1e6:.1f} MB compressed in {sizes['layers']} layers" in html
     assert f"{sizes['added_bytes'] / 1e6:.1f} MB is added above" in html
     assert sizes["base_layers"] + len(sizes["layer_bytes"][sizes["base_layers"] :]) == sizes["layers"]
+    assert "is added above it (runtime " in html and " layers; app " in html  # each layer named by its stage
     stage = next(s for s in cold["stages"] if s["name"] == "build-standin-ext")
     assert f"build-standin-ext {stage['seconds']:.2f} s cold, 0.00 s cached" in html
     assert f"cold build started {cold['started']}" in html and f"cached build started {cached['started']}" in html

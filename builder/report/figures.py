@@ -15,6 +15,8 @@ from builder.report.inputs import TargetInputs
 
 MB = 1e6
 LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD")
+# BuildKit also makes a layer of each WORKDIR (the directory it creates); buildah does not.
+MAYBE_LAYER_INSTRUCTIONS = ("WORKDIR",)
 
 
 def mb(size: int) -> str:
@@ -95,9 +97,10 @@ def logical_lines(dockerfile: str) -> list[str]:
     return lines
 
 
-def dockerfile_layers(dockerfile: str, target: str = "app") -> list[tuple[str, str]]:
+def dockerfile_layers(dockerfile: str, target: str = "app", *, workdir_layers: bool = False) -> list[tuple[str, str]]:
     """(stage, instruction) of every layer-making instruction of `target` and the stages it is
     built FROM, in build order; the base image's own layers are not among them."""
+    making = LAYER_INSTRUCTIONS + (MAYBE_LAYER_INSTRUCTIONS if workdir_layers else ())
     stages: dict[str, tuple[str, list[str]]] = {}
     current: list[str] | None = None
     for line in logical_lines(dockerfile):
@@ -109,7 +112,7 @@ def dockerfile_layers(dockerfile: str, target: str = "app") -> list[tuple[str, s
                 continue
             current = []
             stages[match.group(2) or match.group(1)] = (match.group(1), current)
-        elif current is not None and keyword.upper() in LAYER_INSTRUCTIONS:
+        elif current is not None and keyword.upper() in making:
             words = [word for word in rest.split() if not word.startswith("--")]
             current.append(" ".join([keyword.upper(), *words]))
     chain = []
@@ -128,8 +131,9 @@ def size_figure(inputs: TargetInputs, benchmark: dict[str, Any] | None) -> SizeF
     each = [int(size) for size in sizes.get("layer_bytes", [])]
     base_layers = int(sizes.get("base_layers", 0))
     added = each[base_layers:]
-    named = dockerfile_layers(inputs.dockerfile or "")
-    if len(named) != len(added):  # an engine that squashed or split layers: number them instead
+    readings = [dockerfile_layers(inputs.dockerfile or "", workdir_layers=flag) for flag in (False, True)]
+    named = next((reading for reading in readings if len(reading) == len(added)), None)
+    if named is None:  # an engine that squashed or split layers otherwise: number them instead
         named = [("image", f"layer {index}") for index in range(base_layers + 1, base_layers + len(added) + 1)]
     return SizeFigure(
         target=inputs.target,
