@@ -156,7 +156,8 @@ def matrix_plot(figure: MatrixFigure) -> bytes:
             axes.text(column + 0.5, row + 0.5, text, ha="center", va="center", fontsize=7, color="white")
     axes.set_xlim(0, len(targets))
     axes.set_ylim(len(stacks), 0)
-    axes.set_xticks([c + 0.5 for c in range(len(targets))], targets, rotation=20, ha="right", fontsize="small")
+    labels = [target.replace("/", "/\n") for target in targets]
+    axes.set_xticks([c + 0.5 for c in range(len(targets))], labels, fontsize="small")
     axes.set_yticks([r + 0.5 for r in range(len(stacks))], stacks)
     axes.set_title("stacks x cells (colour: smoke pass, fail, built, not built)")
     return png(drawn)
