@@ -454,6 +454,36 @@ def sign_keyless(image: str) -> dict[str, Any]:
     return {"image": pinned, "digest": resolved.digest, "where": "keyless (cosign)", "added": True}
 
 
+def verify_keyless(
+    image: str, require: list[str], identity_regexp: str, issuer: str, workflow_repository: str | None
+) -> Verified:
+    """`build verify --keyless`: Sigstore keyless signatures and attestations, checked by the cosign
+    CLI (it needs Fulcio's roots and Rekor), over the digest builder resolved."""
+    from builder import process
+    from builder.errors import UsageError
+    from builder.upstream.images import parse_image
+    from builder.verify import Identity, keyless_checks, keyless_commands
+
+    if parse_image(image).layout is not None:
+        raise UsageError(f"{image}: keyless verification needs a registry image")
+    cosign = process.require_tool(
+        "cosign", "install the cosign CLI (in GitHub Actions: the sigstore/cosign-installer action)"
+    )
+    http = _http()
+    try:
+        resolved = resolve_image(image, http)
+    finally:
+        http.close()
+    pinned = resolved.ref.at(resolved.digest)
+    identity = Identity(identity_regexp, issuer, workflow_repository)
+    outcomes = []
+    for name, argv in keyless_commands(cosign, pinned, require, identity):
+        done = process.run(argv, timeout=600)
+        kind = argv[argv.index("--type") + 1] if "--type" in argv else "signature"
+        outcomes.append((name, kind, done.returncode == 0, "" if done.returncode == 0 else done.tail()))
+    return Verified(pinned, resolved.digest, keyless_checks(resolved.digest, outcomes, identity))
+
+
 # ---------------------------------------------------------------- sbom
 
 

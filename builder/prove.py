@@ -54,10 +54,22 @@ def prove(
     )
     if sboms.digest != result["image"]["digest"]:
         raise CheckFailed(f"syft scanned {sboms.digest} where the build made {result['image']['digest']}")
-    result = {**result, "sbom": sboms.to_json()}
+    result = {**result, "sbom": sboms.to_json(), "provenance": _write_provenance(directory, lock, result)}
     if key is None:
         return result
-    return {**result, **_sign_and_attest(result, ref, key, http, progress, sboms.spdx.path, sboms.cyclonedx.path, lock)}
+    return {**result, **_sign_and_attest(result, ref, key, http, progress, sboms.spdx.path, sboms.cyclonedx.path)}
+
+
+def _write_provenance(directory: Path, lock: Lock, result: dict[str, Any]) -> dict[str, str]:
+    """The SLSA v1 provenance predicate, written beside the SBOMs whether or not builder signs: a
+    keyless CI attests the same file with `cosign attest --type slsaprovenance1`."""
+    from builder.fsutil import write_atomic
+    from builder.sign.dsse import SLSA_PROVENANCE_V1
+    from builder.sign.provenance import provenance
+
+    path = directory / "provenance.json"
+    write_atomic(path, json.dumps(provenance(lock, result), indent=2, sort_keys=True) + "\n")
+    return {"path": str(path), "predicateType": SLSA_PROVENANCE_V1}
 
 
 def _sign_and_attest(
@@ -68,11 +80,9 @@ def _sign_and_attest(
     progress: Progress,
     spdx: Path,
     cyclonedx: Path,
-    lock: Lock,
 ) -> dict[str, Any]:
     from builder.sign.attach import attest, sign
     from builder.sign.dsse import predicate_type
-    from builder.sign.provenance import provenance
     from builder.upstream.images import resolve
 
     resolved = resolve(ref, http)
@@ -83,7 +93,7 @@ def _sign_and_attest(
     predicates = {
         "spdxjson": json.loads(spdx.read_text()),
         "cyclonedx": json.loads(cyclonedx.read_text()),
-        "slsaprovenance1": provenance(lock, result),
+        "slsaprovenance1": json.loads(Path(result["provenance"]["path"]).read_text()),
     }
     attestations = []
     for kind in ATTESTED:

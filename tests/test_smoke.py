@@ -211,9 +211,15 @@ def test_the_reference_h200_lock_is_what_locking_gives(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_here_without_a_gpu_fails_a_version_that_differs_from_the_lock(tmp_path: Path) -> None:
+def test_here_without_a_gpu_fails_a_version_that_differs_from_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """This machine's torch (a CPU build, or none) is not the locked 2.11.0: exit 1 with the numbers;
-    the GPU checks are reported as not run, and smoke.json is written all the same."""
+    the GPU checks are reported as not run, and smoke.json is written all the same, its section
+    appended to a CI job's summary."""
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("### an earlier step\n\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     done = run_cli(
         "smoke", *H200[:1], "--target", H200[1], "--here", "--root", str(ROOT), "--lock-dir", str(LOCKS),
         "--out", str(tmp_path / "out"), "--json",
@@ -229,6 +235,12 @@ def test_here_without_a_gpu_fails_a_version_that_differs_from_the_lock(tmp_path:
     on_disk = json.loads((tmp_path / "out" / "smoke.json").read_text())
     assert on_disk["checks"] == report["checks"] and (tmp_path / "out" / "smoke.log").is_file()
     assert "Traceback" not in done.err
+    page = summary.read_text()
+    assert (
+        page.startswith("### an earlier step")
+        and "### smoke: reference-h200 on h200/ubuntu24.04-cu130: no gpu ❌" in page
+    )
+    assert f"| version:torch | ❌ fail | {checks['version:torch']['value']} | == 2.11.0 |" in page
 
 
 @pytest.mark.parametrize(

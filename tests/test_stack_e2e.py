@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from builder.lock.model import read_toml
+from builder.sign.provenance import BUILD_TYPE
 from tests.conftest import ROOT, run_cli
 from tests.sandbox import state_dir
 from tests.standins import Index
@@ -108,6 +109,8 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(
     registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
     repository = f"{registry}/e2e-{engine}"
     monkeypatch.setenv("COSIGN_PASSWORD", "e2e password")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert run_cli("keygen", "--out", str(tmp_path / "cosign")).code == 0
     first = build(
         sandbox, engine, target, "--registry", repository, "--push", "--sign-key", str(tmp_path / "cosign.key")
@@ -151,6 +154,11 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(
     checks = {check["name"]: check for check in json.loads(verified.out)["checks"]}
     assert {"signature", "sbom", "provenance", "sbom-covers-lock", "provenance-lock"} <= set(checks)
     assert json.loads(verified.out)["digest"] == digest
+    # The job summary on GitHub Actions, and the provenance file a keyless CI attests with cosign.
+    shown = summary.read_text()
+    assert f"`{first['image']['reference']}`" in shown and f"{first['sizes']['layers_bytes']:,} B" in shown
+    assert "verify `" in shown and "| signature | ✅ ok |" in shown
+    assert json.loads(Path(first["provenance"]["path"]).read_text())["buildDefinition"]["buildType"] == BUILD_TYPE
 
     # The image carries its own smoke runner; here (no GPU) it still checks versions and imports: exit 3.
     smoked = smoke(sandbox, target, first["image"]["tags"][1], "--sign-key", str(tmp_path / "cosign.key"))

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from builder import pipeline
 from builder.cli.settings import Common, Locking, print_json
-from builder.errors import EXIT_OK, display_path
+from builder.cli.stepsummary import append_step_summary
+from builder.errors import EXIT_OK, Drift, display_path
 from builder.progress import make_reporter
 from builder.validate import load_catalogue
 
@@ -33,8 +34,16 @@ def run(settings: LockSettings) -> int:
     targets = list(settings.targets)
     locking = settings.locking
     if settings.check:
+        from builder.summary import lock_summary
+
         stack = catalogue.stack(settings.stack).model.name
-        for target in pipeline.check_locks(catalogue, settings.stack, targets, locking.lock_dir, locking.upstream):
+        try:
+            current = pipeline.check_locks(catalogue, settings.stack, targets, locking.lock_dir, locking.upstream)
+        except Drift as drift:
+            append_step_summary(lock_summary(stack, [], drift.changes))
+            raise
+        append_step_summary(lock_summary(stack, current, []))
+        for target in current:
             sys.stdout.write(f"lock of {stack} on {target} is current\n")
         return EXIT_OK
     results = pipeline.lock(

@@ -116,7 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print a JSON summary")
 
     matrix = command("matrix", "list cells per stack (a CI matrix with --json)")
-    matrix.add_argument("--stack", help="only this stack's targets")
+    matrix.add_argument(
+        "--stack", action="append", default=[], metavar="S", help="only this stack's targets (repeat for several)"
+    )
+    matrix.add_argument(
+        "--changed",
+        type=Path,
+        metavar="FILE",
+        help="only cells whose inputs are among the paths FILE lists (one a line, as `git diff --name-only` prints)",
+    )
     matrix.add_argument("--json", action="store_true", help='print {"include": [...]} for GitHub Actions')
 
     schema = command("schema", "write the JSON Schemas of the catalogue files")
@@ -176,7 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command(
         "verify", "check an image's signature and attestations offline against a public key", "image", "lock-dir"
     )
-    verify.add_argument("--key", type=Path, required=True, metavar="PUB", help="the public key (cosign.pub)")
+    verify.add_argument("--key", type=Path, metavar="PUB", help="the public key (cosign.pub)")
+    verify.add_argument(
+        "--keyless", action="store_true", help="check Sigstore keyless signatures and attestations with the cosign CLI"
+    )
+    verify.add_argument(
+        "--certificate-identity-regexp", metavar="RE", help="with --keyless: the signer identities (URIs) accepted"
+    )
+    verify.add_argument(
+        "--certificate-oidc-issuer",
+        metavar="URL",
+        help="with --keyless: the OIDC issuer (default: GitHub Actions', https://token.actions.githubusercontent.com)",
+    )
+    verify.add_argument(
+        "--certificate-github-workflow-repository",
+        metavar="OWNER/REPO",
+        help="with --keyless: the repository whose workflow run must have signed",
+    )
     verify.add_argument("--require", metavar="LIST", help="attestations that must be there: sbom,provenance,smoke")
     verify.add_argument("--json", action="store_true", help="print every check as JSON")
 

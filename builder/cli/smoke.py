@@ -11,6 +11,7 @@ from typing import Any
 
 from builder import pipeline
 from builder.cli.settings import Common, lock_dir, pairs, print_json
+from builder.cli.stepsummary import append_step_summary
 from builder.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, UsageError
 from builder.progress import make_reporter
 
@@ -49,6 +50,9 @@ def run(settings: SmokeCommand) -> int:
     done = pipeline.smoke(
         catalogue, settings.stack, settings.target, settings.lock_dir, settings.run, make_reporter(sys.stderr), signer
     )
+    from builder.summary import smoke_summary
+
+    append_step_summary(smoke_summary(done.report))
     if settings.common.json:
         print_json({"path": str(done.path), "attestation": done.attestation, **done.report})
     summary = done.report.get("summary", {})

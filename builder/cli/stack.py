@@ -10,6 +10,7 @@ from pathlib import Path
 
 from builder import pipeline
 from builder.cli.settings import Common, Locking, print_json
+from builder.cli.stepsummary import append_step_summary
 from builder.errors import EXIT_OK, UsageError
 from builder.progress import make_reporter
 from builder.validate import load_catalogue
@@ -67,6 +68,7 @@ def run(settings: StackCommand) -> int:
         catalogue, settings.stack, list(settings.targets), settings.locking.lock_dir, settings.locking.upstream,
         settings.build, make_reporter(sys.stderr), signer,
     )  # fmt: skip
+    _job_summary(built)
     if settings.common.json:
         print_json({"results": built.results, "skipped": built.skipped})
         return EXIT_OK
@@ -90,3 +92,12 @@ def run(settings: StackCommand) -> int:
     for skip in built.skipped:
         sys.stdout.write(f"skipped {skip['target']}: {skip['reason']}\n")
     return EXIT_OK
+
+
+def _job_summary(built: pipeline.StackBuild) -> None:
+    from builder.summary import build_summary, skipped_summary
+
+    for result in built.results:
+        append_step_summary(build_summary(result))
+    for skip in built.skipped:
+        append_step_summary(skipped_summary(skip))

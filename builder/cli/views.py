@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.catalogue.documents import Catalogue, Target
@@ -15,12 +17,20 @@ if TYPE_CHECKING:  # only types: `matrix` and `show` should not load the lock an
 MatrixRow = dict[str, Any]
 
 
-def matrix_rows(catalogue: Catalogue, stack_name: str | None = None) -> list[MatrixRow]:
-    """One row per stack x target, in the shape GitHub Actions' `strategy.matrix.include` takes."""
-    names = [catalogue.stack(stack_name).model.name] if stack_name else sorted(catalogue.stacks)
+def matrix_rows(
+    catalogue: Catalogue, stack_names: Sequence[str] = (), changed: Collection[Path] | None = None
+) -> list[MatrixRow]:
+    """One row per stack x target, in the shape GitHub Actions' `strategy.matrix.include` takes; only
+    the named stacks' when names are given, and only cells that `changed` paths touch when given."""
+    from builder.lock.inputs import touched_by
+
+    names = sorted({catalogue.stack(name).model.name for name in stack_names} or catalogue.stacks)
     rows = []
     for name in names:
-        for target in catalogue.stacks[name].model.targets:
+        stack = catalogue.stacks[name].model
+        for target in stack.targets:
+            if changed is not None and not touched_by(catalogue, stack, target, changed):
+                continue
             cell = catalogue.cells[target].model
             device = catalogue.device_of(target)
             rows.append(
@@ -46,13 +56,13 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def matrix_text(catalogue: Catalogue, stack_name: str | None = None) -> str:
-    rows = matrix_rows(catalogue, stack_name)
+def matrix_text(catalogue: Catalogue, stack_names: Sequence[str] = (), changed: Collection[Path] | None = None) -> str:
+    rows = matrix_rows(catalogue, stack_names, changed)
     table = [
         [row["stack"], row["target"], row["arch"], row["jetpack"] or "-", row["cuda"], ", ".join(row["runs-on"])]
         for row in rows
     ]
-    if stack_name is None:
+    if not stack_names and changed is None:
         used = {row["target"] for row in rows}
         for target in sorted(set(catalogue.cells) - used):
             cell = catalogue.cells[target].model

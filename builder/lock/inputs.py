@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 from builder.catalogue.documents import Catalogue
@@ -22,6 +23,15 @@ def input_files(catalogue: Catalogue, stack: Stack, target_id: str) -> list[Path
         paths.append(catalogue.index_document.path)
     paths += [catalogue.recipes[name].path for name in sorted(names)]
     return paths
+
+
+def touched_by(catalogue: Catalogue, stack: Stack, target_id: str, changed: Iterable[Path]) -> bool:
+    """Whether any of the `changed` paths (absolute) is something stack x target is made from: an
+    input of its lock, a file or directory of its app layer, or its lock (ROOT/locks/STACK/TARGET)."""
+    files = {path.resolve() for path in input_files(catalogue, stack, target_id)}
+    trees = [(catalogue.root / item.src).resolve() for item in (stack.app.files if stack.app else [])]
+    trees.append((catalogue.root / "locks" / stack.name / target_id).resolve())
+    return any(path in files or any(path == tree or tree in path.parents for tree in trees) for path in changed)
 
 
 def checksums(root: Path, paths: list[Path]) -> dict[str, str]:

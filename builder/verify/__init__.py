@@ -172,3 +172,63 @@ def provenance_lock(predicate: Mapping[str, Any]) -> str | None:
         return str(predicate["buildDefinition"]["internalParameters"]["lockChecksum"])
     except (KeyError, TypeError):
         return None
+
+
+# ---------------------------------------------------------------- keyless (Sigstore), through the cosign CLI
+
+COSIGN_TYPES = {  # what `cosign verify-attestation --type` is given for each requirement
+    "sbom": ("spdxjson", "cyclonedx"),
+    "provenance": ("slsaprovenance1",),
+    "smoke": (SMOKE,),
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose keyless signatures count: cosign's --certificate-* options."""
+
+    identity_regexp: str
+    issuer: str
+    workflow_repository: str | None = None
+
+    def options(self) -> list[str]:
+        options = ["--certificate-identity-regexp", self.identity_regexp, "--certificate-oidc-issuer", self.issuer]
+        if self.workflow_repository:
+            options += ["--certificate-github-workflow-repository", self.workflow_repository]
+        return options
+
+    def text(self) -> str:
+        repository = f", repository {self.workflow_repository}" if self.workflow_repository else ""
+        return f"identity ~ {self.identity_regexp}, issuer {self.issuer}{repository}"
+
+
+def keyless_commands(
+    cosign: str, pinned: str, require: Iterable[str], identity: Identity
+) -> list[tuple[str, list[str]]]:
+    """(requirement, argv) for each cosign run a keyless verify makes: the signature first, then one
+    `verify-attestation` per predicate type of each requirement (any one of them satisfies it)."""
+    commands = [("signature", [cosign, "verify", *identity.options(), pinned])]
+    for name in sorted(set(require)):
+        for kind in COSIGN_TYPES[name]:
+            commands.append((name, [cosign, "verify-attestation", "--type", kind, *identity.options(), pinned]))
+    return commands
+
+
+def keyless_checks(digest: str, outcomes: list[tuple[str, str, bool, str]], identity: Identity) -> list[Check]:
+    """Checks from cosign's verdicts, (requirement, type, passed, cosign's last lines) each: a
+    requirement passes when any of its types verified."""
+    checks = []
+    for name in dict.fromkeys(outcome[0] for outcome in outcomes):
+        mine = [outcome for outcome in outcomes if outcome[0] == name]
+        good = [kind for _, kind, ok, _ in mine if ok]
+        if name == "signature":
+            detail = f"{'a' if good else 'no'} keyless signature over {digest} ({identity.text()})"
+        elif good:
+            detail = f"attested ({', '.join(good)}), keyless ({identity.text()}), subject this digest"
+        else:
+            detail = f"no valid keyless {name} attestation ({' or '.join(kind for _, kind, _, _ in mine)})"
+        reasons = "; ".join(f"{kind}: {tail}" for _, kind, ok, tail in mine if not ok and tail)
+        if not good and reasons:
+            detail += f": {reasons}"
+        checks.append(Check(name, bool(good), detail))
+    return checks
