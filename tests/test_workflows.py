@@ -300,7 +300,7 @@ def test_every_build_line_of_every_workflow_parses_with_builders_own_parser() ->
                 module.settings(args)  # the options agree with each other (e.g. --sign-key needs --push)
             except BuilderError as error:
                 pytest.fail(f"{workflow} {step}: build {shlex.join(argv)}: {error.message}")
-    assert used == {"validate", "matrix", "lock", "render", "stack", "sign", "attest", "smoke", "verify"}
+    assert used == {"validate", "matrix", "lock", "render", "stack", "sign", "attest", "smoke", "verify", "report"}
 
 
 def test_a_misspelled_option_in_a_workflow_would_fail_the_test() -> None:
