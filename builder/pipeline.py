@@ -629,12 +629,16 @@ def bundle_verify(path: Path, key_path: Path) -> BundleVerdict:
     return verify_bundle(path, read_public_key(key_path))
 
 
-def bundle_import(path: Path, repository: str, wheels_index: str | None, reporter: Reporter) -> dict[str, Any]:
+def bundle_import(
+    path: Path, repository: str, wheels_index: str | None, key_path: Path | None, reporter: Reporter
+) -> dict[str, Any]:
     """`build bundle import`: the bundle's image with its signatures into a registry, its wheels
-    into an index."""
+    into an index (verified against the key first, when one is given)."""
     from builder.bundle.load import import_bundle
     from builder.fsutil import default_cache_dir
+    from builder.sign.keys import read_public_key
 
+    key = read_public_key(key_path) if key_path is not None else None
     with _upstreams(UpstreamOptions(default_cache_dir())) as upstreams:
         index = upstreams.without_credentials(wheels_index) if wheels_index else None
-        return import_bundle(path, repository, index, upstreams.http, reporter.step)
+        return import_bundle(path, repository, index, key, upstreams.http, reporter.step)

@@ -59,13 +59,18 @@ def verify_bundle(bundle: Path, key: PublicKey) -> BundleVerdict:
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such file")
     with tempfile.TemporaryDirectory(prefix="builder-bundle-") as scratch:
-        unpacked = unpack(bundle, Path(scratch))
-        files, manifest = file_check(unpacked)
-        checks = [files]
-        if manifest is not None:
-            checks += _content_checks(unpacked, manifest, key)
-    clean = [Check(c.name, c.ok, c.detail.replace(f"{scratch}/", "")) for c in checks]
-    return BundleVerdict(bundle, manifest.digest if manifest else None, clean)
+        checks, manifest = verify_unpacked(unpack(bundle, Path(scratch)), key)
+    return BundleVerdict(bundle, manifest.digest if manifest else None, checks)
+
+
+def verify_unpacked(unpacked: Unpacked, key: PublicKey) -> tuple[list[Check], BundleManifest | None]:
+    """Every check of an unpacked bundle (members named as in the tar), and its manifest if readable."""
+    files, manifest = file_check(unpacked)
+    checks = [files]
+    if manifest is not None:
+        checks += _content_checks(unpacked, manifest, key)
+    inside = f"{unpacked.directory}/"
+    return [Check(c.name, c.ok, c.detail.replace(inside, "")) for c in checks], manifest
 
 
 def file_check(unpacked: Unpacked) -> tuple[Check, BundleManifest | None]:

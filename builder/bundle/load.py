@@ -9,31 +9,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from builder.bundle.check import file_check
+from builder.bundle.check import file_check, verify_unpacked
 from builder.bundle.copy import copy_manifest
-from builder.bundle.layout import LAYOUT, WHEELS
-from builder.bundle.tarball import unpack
+from builder.bundle.layout import LAYOUT, WHEELS, BundleManifest
+from builder.bundle.tarball import Unpacked, unpack
 from builder.errors import CheckFailed, UsageError
+from builder.sign.keys import PublicKey
 from builder.upstream.http import HttpClient
 from builder.upstream.images import LayoutStore, RegistryStore
+from builder.verify import Check
 
 Progress = Callable[[str], None]
 
 
 def import_bundle(
-    bundle: Path, repository: str, wheels_index: str | None, http: HttpClient, progress: Progress
+    bundle: Path,
+    repository: str,
+    wheels_index: str | None,
+    key: PublicKey | None,
+    http: HttpClient,
+    progress: Progress,
 ) -> dict[str, Any]:
     """Push the bundle's image (by its tag in the bundle), `.sig` and `.att` to REGISTRY/REPO;
-    upload its wheels to `wheels_index` when given."""
+    upload its wheels to `wheels_index` when given. With `key`, the bundle must pass every check
+    of `bundle verify` first; without, its members must match its manifest."""
     if not bundle.is_file():
         raise UsageError(f"{bundle}: no such file")
     plain = repository.startswith("http://")
     registry, _, path = repository.removeprefix("http://").partition("/")
     with tempfile.TemporaryDirectory(prefix="builder-bundle-") as scratch:
         unpacked = unpack(bundle, Path(scratch))
-        files, manifest = file_check(unpacked)
-        if not files.ok or manifest is None:
-            raise CheckFailed(f"{bundle}: {files.detail.replace(f'{scratch}/', '')}", hint="nothing was pushed")
+        checks, manifest = verify_unpacked(unpacked, key) if key is not None else _files_only(unpacked)
+        failed = [check.line() for check in checks if not check.ok]
+        if failed or manifest is None:
+            raise CheckFailed(f"{bundle} does not verify: {'; '.join(failed)}", hint="nothing was pushed")
         layout = LayoutStore(unpacked.path(LAYOUT))
         store = RegistryStore(http, registry, path, plain=plain)
         tags = []
@@ -54,3 +63,8 @@ def import_bundle(
             "wheels": [wheel.name for wheel in wheels],
             "wheels-index": wheels_index,
         }
+
+
+def _files_only(unpacked: Unpacked) -> tuple[list[Check], BundleManifest | None]:
+    files, manifest = file_check(unpacked)
+    return [Check(files.name, files.ok, files.detail.replace(f"{unpacked.directory}/", ""))], manifest

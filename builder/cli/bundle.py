@@ -37,6 +37,7 @@ class ImportSettings:
     bundle: Path
     registry: str
     wheels_index: str | None
+    key: Path | None
 
 
 Settings = MakeSettings | VerifySettings | ImportSettings
@@ -53,7 +54,7 @@ def settings(args: argparse.Namespace) -> Settings:
             )
         if args.wheels_index and not args.wheels_index.startswith(("http://", "https://")):
             raise UsageError(f"--wheels-index '{args.wheels_index}' is not an http(s) URL of a PEP 503 index")
-        return ImportSettings(common, args.bundle, args.registry, args.wheels_index)
+        return ImportSettings(common, args.bundle, args.registry, args.wheels_index, args.key)
     results = args.results if args.results is not None else common.root / "out"
     return MakeSettings(common, Locking.of(args, common.root), args.stack, args.target, args.out, results)
 
@@ -110,11 +111,13 @@ def _verify(settings: VerifySettings) -> int:
 def _import(settings: ImportSettings) -> int:
     from builder.progress import make_reporter
 
-    done = pipeline.bundle_import(settings.bundle, settings.registry, settings.wheels_index, make_reporter(sys.stderr))
+    done = pipeline.bundle_import(
+        settings.bundle, settings.registry, settings.wheels_index, settings.key, make_reporter(sys.stderr)
+    )
     if settings.common.json:
         print_json(done)
         return EXIT_OK
-    sys.stdout.write(f"pushed {done['image']} with {', '.join(t for t in done['tags'][1:])}\n")
+    sys.stdout.write(f"pushed {done['image']} (tag {done['tags'][0]}) with its signatures and attestations\n")
     if done["wheels-index"]:
         sys.stdout.write(f"uploaded {len(done['wheels'])} wheel(s) to {done['wheels-index']}\n")
     return EXIT_OK

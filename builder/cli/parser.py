@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--registry", required=True, metavar="REPO", help="push to this repository (host[:port]/path)"
     )
     bundle_import.add_argument("--wheels-index", metavar="URL", help="upload the wheels to this PEP 503 index")
+    bundle_import.add_argument(
+        "--key", type=Path, metavar="PUB", help="verify the bundle against this public key before pushing anything"
+    )
     bundle_import.add_argument("--json", action="store_true", help="print what was pushed as JSON")
 
     sbom = command("sbom", "write an image's SPDX and CycloneDX SBOMs, joined with its lock", "image", "lock-dir")
