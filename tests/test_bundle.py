@@ -15,7 +15,6 @@ from builder.bundle.check import file_check
 from builder.bundle.layout import (
     MANIFEST,
     Descriptor,
-    Member,
     blob_digest,
     blob_name,
     built_wheels,
@@ -25,7 +24,7 @@ from builder.bundle.layout import (
     safe_name,
     wheel_problems,
 )
-from builder.bundle.tarball import sha256_of, unpack, write_bundle
+from builder.bundle.tarball import describe, unpack, write_bundle
 from builder.errors import CheckFailed
 from builder.upstream.images import LayoutStore
 from tests.conftest import run_cli
@@ -34,7 +33,7 @@ DIGEST = "sha256:" + "a" * 64
 
 
 def manifest_for(members: dict[str, bytes]) -> bytes:
-    listed = [Member(name, len(data), sha256_of(data).sha256) for name, data in members.items()]
+    listed = [describe(name, data) for name, data in members.items()]
     return render_manifest(
         stack="s", target="d/c", platform="linux/amd64", digest=DIGEST, tag="d-c-123", image_bytes=10,
         lock_checksum="sha256:" + "b" * 64, created_by="builder test", members=listed,
@@ -113,7 +112,7 @@ def test_the_tar_is_deterministic_and_reads_back(tmp_path: Path) -> None:
     source = tmp_path / "big.bin"
     source.write_bytes(b"x" * 3_000_000)
     members: dict[str, bytes | Path] = {"wheels/b.whl": b"wheel", "a.json": b"{}", "oci/blobs/sha256/x": source}
-    listed = [Member(n, sha256_of(s).size, sha256_of(s).sha256) for n, s in members.items()]
+    listed = [describe(n, s) for n, s in members.items()]
     manifest = render_manifest(
         stack="s", target="t", platform="p", digest=DIGEST, tag="t", image_bytes=1, lock_checksum="c",
         created_by="x", members=listed,

@@ -5,6 +5,7 @@ cosign.pub), the lock, the wheel cache and the index the lock names. The IO edge
 from __future__ import annotations
 
 import json
+import tarfile
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from builder.bundle.layout import (
     wheel_filename,
     wheel_problems,
 )
-from builder.bundle.tarball import Source, sha256_of, write_bundle
+from builder.bundle.tarball import Source, describe, write_bundle
 from builder.errors import CheckFailed, UsageError, display_path
 from builder.lock.model import Lock, read_lock
 from builder.lock.paths import lock_paths
@@ -84,10 +85,7 @@ def make_bundle(request: BundleRequest, http: HttpClient, progress: Progress) ->
         members.update(wheels)
         for path in [lock.paths.pylock, lock.paths.image_lock, *map(lock.paths.build_pylock, lock.build_pylocks)]:
             members[lock_member(request.stack, request.target, path.name)] = path
-        listed = []
-        for name, source in members.items():
-            member = sha256_of(source)
-            listed.append(type(member)(name, member.size, member.sha256))
+        listed = [describe(name, source) for name, source in members.items()]
         manifest = render_manifest(
             stack=request.stack, target=request.target, platform=str(result.get("platform", "")),
             digest=resolved.digest, tag=_tag(result), image_bytes=image_bytes, lock_checksum=lock.checksum,
@@ -116,8 +114,6 @@ def _check_out(out: Path) -> None:
 
 
 def _is_bundle(path: Path) -> bool:
-    import tarfile
-
     try:
         with tarfile.open(path, mode="r:") as tar:
             first = tar.next()
@@ -257,7 +253,7 @@ def _wheel_members(
         body = http.get(requirement.url).body
         path = scratch / name
         path.write_bytes(body)
-        wheels[f"{WHEELS}/{name}"], hashes[name] = path, sha256_of(body).sha256
+        wheels[f"{WHEELS}/{name}"], hashes[name] = path, describe(name, body).sha256
     cache = WheelCache(cache_dir)
     for recipe, entry in sorted((result.get("wheel_cache") or {}).items()):
         cached = cache.get(entry["key"])

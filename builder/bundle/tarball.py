@@ -20,18 +20,18 @@ Source = bytes | Path  # a member's content: in memory, or a file to stream
 _CHUNK = 1 << 20
 
 
-def sha256_of(source: Source) -> Member:
-    """The member record of a source (its name filled in by the caller)."""
+def describe(name: str, source: Source) -> Member:
+    """The member `name` with `source` as its content: size and sha256."""
     digest = hashlib.sha256()
     if isinstance(source, bytes):
         digest.update(source)
-        return Member("", len(source), digest.hexdigest())
+        return Member(name, len(source), digest.hexdigest())
     size = 0
     with source.open("rb") as stream:
         for chunk in iter(lambda: stream.read(_CHUNK), b""):
             digest.update(chunk)
             size += len(chunk)
-    return Member("", size, digest.hexdigest())
+    return Member(name, size, digest.hexdigest())
 
 
 def _info(name: str, size: int) -> tarfile.TarInfo:
