@@ -25,6 +25,8 @@ from builder.plan.stages import Plan, make_plan
 from builder.upstream.options import UpstreamOptions
 
 if TYPE_CHECKING:
+    from builder.bundle.check import BundleVerdict
+    from builder.bundle.make import BundleRequest
     from builder.lock.locking import LockResult
     from builder.progress import Reporter
     from builder.sbom.make import SbomResult
@@ -411,9 +413,7 @@ def verify_image(image: str, key_path: Path, require: list[str], root: Path | No
 
 def _locked_content(labels: dict[str, str], root: Path | None, lock_dir: Path | None) -> Any:
     """The packages of the lock an image's labels name, when that lock is at hand (else None)."""
-    from packaging.utils import canonicalize_name
-
-    from builder.lock.model import read_lock, read_toml
+    from builder.lock.model import read_lock
     from builder.verify import LockedContent
 
     stack, target = labels.get("builder.stack"), labels.get("builder.target")
@@ -422,11 +422,7 @@ def _locked_content(labels: dict[str, str], root: Path | None, lock_dir: Path | 
     paths = lock_paths(lock_dir or root / "locks", stack, target)
     if not paths.exists():
         return None
-    lock = read_lock(paths)
-    packages = {
-        str(canonicalize_name(p["name"])): str(p.get("version")) for p in read_toml(lock.pylock).get("packages", [])
-    }
-    return LockedContent(lock.checksum, packages)
+    return LockedContent.of(read_lock(paths))
 
 
 def sign_keyless(image: str) -> dict[str, Any]:
@@ -683,3 +679,37 @@ def report(
     chosen = [next(i for i in matrix if i.stack == stack.name and i.target == target) for target in targets]
     built = make_report(catalogue, stack, chosen, matrix, benchmark, now)
     return write_report(built, settings.out_dir)
+
+
+# ---------------------------------------------------------------- bundle
+
+
+def bundle(request: BundleRequest, options: UpstreamOptions, reporter: Reporter) -> dict[str, Any]:
+    """`build bundle`: the signed image of a build, its proof, lock and wheels in one tar."""
+    from builder.bundle.make import make_bundle
+
+    with _upstreams(options) as upstreams:
+        return make_bundle(request, upstreams.http, reporter.step)
+
+
+def bundle_verify(path: Path, key_path: Path) -> BundleVerdict:
+    """`build bundle verify`: every member checked offline against the public key."""
+    from builder.bundle.check import verify_bundle
+    from builder.sign.keys import read_public_key
+
+    return verify_bundle(path, read_public_key(key_path))
+
+
+def bundle_import(
+    path: Path, repository: str, wheels_index: str | None, key_path: Path | None, reporter: Reporter
+) -> dict[str, Any]:
+    """`build bundle import`: the bundle's image with its signatures into a registry, its wheels
+    into an index (verified against the key first, when one is given)."""
+    from builder.bundle.load import import_bundle
+    from builder.fsutil import default_cache_dir
+    from builder.sign.keys import read_public_key
+
+    key = read_public_key(key_path) if key_path is not None else None
+    with _upstreams(UpstreamOptions(default_cache_dir())) as upstreams:
+        index = upstreams.without_credentials(wheels_index) if wheels_index else None
+        return import_bundle(path, repository, index, key, upstreams.http, reporter.step)

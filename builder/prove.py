@@ -42,7 +42,8 @@ def prove(
     insecure: bool = False,
 ) -> dict[str, Any]:
     """Write the image's SBOMs to out/<stack>/<target>/sbom/ and, with `key`, sign and attest the
-    image; returns `result` with `sbom`, `signature` and `attestations` added."""
+    image (its public key written beside result.json as cosign.pub, for a bundle to carry); returns
+    `result` with `sbom`, `signature` and `attestations` added."""
     from builder.sbom.contents import lock_contents
     from builder.sbom.make import make_sboms
     from builder.sbom.policy import load_site
@@ -81,8 +82,10 @@ def _sign_and_attest(
     spdx: Path,
     cyclonedx: Path,
 ) -> dict[str, Any]:
+    from builder.fsutil import write_atomic_bytes
     from builder.sign.attach import attest, sign
     from builder.sign.dsse import predicate_type
+    from builder.sign.keys import public_key_pem
     from builder.upstream.images import resolve
 
     resolved = resolve(ref, http)
@@ -101,4 +104,6 @@ def _sign_and_attest(
         progress(f"attesting {kind} for {resolved.digest}")
         attached = attest(resolved, key, uri, predicates[kind])
         attestations.append({"type": kind, "predicateType": uri, **attached.to_json()})
-    return {"signature": signed.to_json(), "attestations": attestations}
+    public = Path(result["context"]).parent / "cosign.pub"
+    write_atomic_bytes(public, public_key_pem(key.public_key()))
+    return {"signature": {**signed.to_json(), "public-key": str(public)}, "attestations": attestations}

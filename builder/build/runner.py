@@ -250,6 +250,7 @@ class TargetBuild:
                 "key": builder.key,
                 "cache_hit": hit,
                 "wheels": [wheel.name for wheel in cached.wheels],
+                "sha256": dict(sorted(cached.sha256.items())),
                 "published": bool(self.options.publish_wheels) and not hit,
             }
         return prebuilt, report

@@ -21,10 +21,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        from builder.cli.parser import build_parser
+        from builder.cli.parser import parse_args
 
-        args = build_parser().parse_args(argv)
-        command = importlib.import_module(f"builder.cli.{args.command}")
+        args = parse_args(argv)
+        command = importlib.import_module(f"builder.cli.{args.command.partition('-')[0]}")
         code: int = command.run(command.settings(args))
         return code
     except BuilderError as error:

@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--out", type=Path, metavar="DIR", help="results, logs, contexts (default: ROOT/out)")
     stack.add_argument("--publish-wheels", metavar="URL", help="upload newly built wheels to this PEP 503 index")
     stack.add_argument(
-        "--sign-key", type=Path, metavar="KEY", help="after --push: sign and attest (SBOMs, provenance) with this key"
+        "--sign-key",
+        type=Path,
+        metavar="KEY",
+        help="sign and attest (SBOMs, provenance) with this key, beside the pushed image or in its OCI layout",
     )
     stack.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -231,6 +234,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--json", action="store_true", help="print the files written as JSON")
 
+    bundle = command(
+        "bundle",
+        "one tar for a site without a network: the signed image, attestations, wheels, lock, SBOMs "
+        "(and: bundle verify FILE --key PUB, bundle import FILE --registry REPO)",
+        "stack",
+        "target",
+        "upstream",
+    )
+    bundle.add_argument("--out", required=True, type=Path, metavar="FILE.tar", help="the bundle to write")
+    bundle.add_argument(
+        "--results", type=Path, metavar="DIR", help="where build stack wrote its results (default: ROOT/out)"
+    )
+    bundle.add_argument("--json", action="store_true", help="print what the bundle holds as JSON")
+
+    bundle_verify = commands.add_parser("bundle-verify", prog="build bundle verify", parents=[common])
+    bundle_verify.add_argument("bundle", type=Path, metavar="FILE.tar")
+    bundle_verify.add_argument("--key", type=Path, required=True, metavar="PUB", help="the public key (cosign.pub)")
+    bundle_verify.add_argument("--json", action="store_true", help="print every check as JSON")
+
+    bundle_import = commands.add_parser("bundle-import", prog="build bundle import", parents=[common])
+    bundle_import.add_argument("bundle", type=Path, metavar="FILE.tar")
+    bundle_import.add_argument(
+        "--registry", required=True, metavar="REPO", help="push to this repository (host[:port]/path)"
+    )
+    bundle_import.add_argument("--wheels-index", metavar="URL", help="upload the wheels to this PEP 503 index")
+    bundle_import.add_argument(
+        "--key", type=Path, metavar="PUB", help="verify the bundle against this public key before pushing anything"
+    )
+    bundle_import.add_argument("--json", action="store_true", help="print what was pushed as JSON")
+
     sbom = command("sbom", "write an image's SPDX and CycloneDX SBOMs, joined with its lock", "image", "lock-dir")
     sbom.add_argument("--stack", metavar="S", help="join with the lock of this stack (with --target)")
     sbom.add_argument("--target", metavar="T", help="the target of --stack whose lock to join with")
@@ -239,3 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sbom.add_argument("--json", action="store_true", help="print the image, digest, paths and counts as JSON")
     return parser
+
+
+BUNDLE_ACTIONS = ("verify", "import")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line parsed; `bundle verify` and `bundle import` are commands of their own."""
+    if "bundle" in argv:
+        at = argv.index("bundle")
+        if at + 1 < len(argv) and argv[at + 1] in BUNDLE_ACTIONS:
+            argv = [*argv[:at], f"bundle-{argv[at + 1]}", *argv[at + 2 :]]
+    return build_parser().parse_args(argv)

@@ -32,11 +32,6 @@ class StackCommand:
 def settings(args: argparse.Namespace) -> StackCommand:
     if args.push and not args.registry:
         raise UsageError("--push needs --registry REPO to push to")
-    if args.sign_key and not args.push:
-        raise UsageError(
-            "--sign-key needs --push: signatures and attestations go beside the pushed image",
-            hint="an OCI layout is signed with build sign oci:PATH --key KEY",
-        )
     if args.registry and not REPOSITORY.fullmatch(args.registry):
         raise UsageError(
             f"--registry '{args.registry}' is not an image repository", hint="e.g. registry.lan:5000/team/maie"

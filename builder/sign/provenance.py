@@ -1,5 +1,6 @@
 """SLSA v1 provenance for an image `build stack` made: what went in (every catalogue input, the
-locks, base images with digests, source commits, locked wheels) and how (builder, engine, times)."""
+locks, base images with digests, source commits, locked wheels), how (builder, engine, times) and
+what else came out (the wheels its source builds made, as byproducts)."""
 
 from __future__ import annotations
 
@@ -63,5 +64,16 @@ def provenance(lock: Lock, result: Mapping[str, Any]) -> dict[str, Any]:
                 "startedOn": result.get("started"),
                 "finishedOn": result.get("finished"),
             },
+            "byproducts": built_wheels(result),
         },
     }
+
+
+def built_wheels(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The wheels the build's source stages made (or took from the wheel cache), with their sha256:
+    what an air-gapped bundle's built wheels are checked against."""
+    return [
+        {"name": name, "uri": f"wheel:{recipe}/{name}", "digest": {"sha256": sha}}
+        for recipe, entry in sorted((result.get("wheel_cache") or {}).items())
+        for name, sha in sorted((entry.get("sha256") or {}).items())
+    ]

@@ -292,17 +292,43 @@ class LayoutStore:
         return digest
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:
+        """Store a manifest; a tag becomes its entry's ref name. A cosign `.sig`/`.att` tag also gets
+        the `kind` annotation `cosign save` writes, and so does the entry of the image it signs, so
+        that `cosign verify --local-image` finds both."""
         digest = self.put_blob(data)
         index = self._index()
         kept = [e for e in self._entries() if DIGEST.match(reference) or _ref_name(e) != reference]
         entry: dict[str, object] = {"mediaType": media_type, "digest": digest, "size": len(data)}
         if not DIGEST.match(reference):
-            entry["annotations"] = {REF_NAME: reference}
+            entry["annotations"] = layout_annotations(reference)
         if entry not in kept:
             kept.append(entry)
+        signed = re.fullmatch(r"sha256-([0-9a-f]{64})\.(sig|att)", reference)
+        if signed:
+            kept = [_kind_image(e) if e.get("digest") == f"sha256:{signed[1]}" else e for e in kept]
         index["manifests"] = kept
         write_atomic(self.path / "index.json", json.dumps(index, indent=2) + "\n")
         return digest
+
+
+COSIGN_KIND = "kind"  # the annotation `cosign save` marks each entry of its layout with
+KINDS = {
+    "image": "dev.cosignproject.cosign/image",
+    "sig": "dev.cosignproject.cosign/sigs",
+    "att": "dev.cosignproject.cosign/atts",
+}
+
+
+def layout_annotations(tag: str) -> dict[str, str]:
+    """An index entry's annotations for `tag`: its ref name, and for a cosign attachment its kind."""
+    suffix = tag.rpartition(".")[2] if is_attachment(tag) else ""
+    return {REF_NAME: tag, **({COSIGN_KIND: KINDS[suffix]} if suffix in ("sig", "att") else {})}
+
+
+def _kind_image(entry: dict[str, object]) -> dict[str, object]:
+    annotations = entry.get("annotations")
+    annotations = dict(annotations) if isinstance(annotations, dict) else {}
+    return {**entry, "annotations": {**annotations, COSIGN_KIND: KINDS["image"]}}
 
 
 def _ref_name(entry: dict[str, object]) -> str:

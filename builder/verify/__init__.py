@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
@@ -23,6 +23,9 @@ from builder.sign.attach import read_attachments
 from builder.sign.keys import PublicKey
 from builder.sign.oci import LayerVerdict
 from builder.upstream.images import Resolved
+
+if TYPE_CHECKING:
+    from builder.lock.model import Lock
 
 SMOKE = "https://builder.invalid/attestations/smoke/v1"  # builder's own predicate type (an identifier)
 REQUIREMENTS = {
@@ -52,6 +55,13 @@ class LockedContent:
     checksum: str
     packages: Mapping[str, str]  # canonical name -> version
 
+    @classmethod
+    def of(cls, lock: Lock) -> LockedContent:
+        from builder.lock.model import read_toml
+
+        packages = read_toml(lock.pylock).get("packages", [])
+        return cls(lock.checksum, {str(canonicalize_name(p["name"])): str(p.get("version")) for p in packages})
+
 
 def image_labels(resolved: Resolved) -> dict[str, str]:
     """The labels of the image's config (empty for an index or an unreadable config)."""
@@ -69,9 +79,7 @@ def verify(
 ) -> list[Check]:
     """Every check, passing or not; the image passes when every one is ok."""
     checks = [_signature(resolved, key)]
-    manifest, blobs = read_attachments(resolved, "att")
-    verdicts = dsse.verify_attestations(manifest, blobs, key, resolved.digest) if manifest is not None else []
-    statements = [v.claims for v in verdicts if v.ok and v.claims is not None]
+    verdicts, statements = attested(resolved, key)
     for name in sorted(set(require)):
         check = _required(name, verdicts, statements)
         checks.append(_smoke_passed(check, statements) if name == "smoke" and check.ok else check)
@@ -84,6 +92,14 @@ def verify(
             Check("lock", True, f"the lock at hand is {locked.checksum}, the image names {label}: not compared")
         )
     return checks
+
+
+def attested(resolved: Resolved, key: PublicKey) -> tuple[list[LayerVerdict], list[Mapping[str, Any]]]:
+    """A verdict on each attestation of the image, and the statements of those that `key` signed
+    with this digest as their subject."""
+    manifest, blobs = read_attachments(resolved, "att")
+    verdicts = dsse.verify_attestations(manifest, blobs, key, resolved.digest) if manifest is not None else []
+    return verdicts, [v.claims for v in verdicts if v.ok and v.claims is not None]
 
 
 def _signature(resolved: Resolved, key: PublicKey) -> Check:
