@@ -17,7 +17,7 @@ from builder.errors import BuildFailed
 from builder.lock.model import current_lock
 from builder.plan.stages import make_plan
 from builder.process import run_logged
-from builder.render.files import dockerfile
+from builder.render.files import bake, dockerfile
 from builder.validate import load_catalogue
 from tests.conftest import ROOT, run_cli
 from tests.test_render import locked
@@ -190,7 +190,7 @@ def test_build_failed_is_a_failed_check(tmp_path: Path) -> None:
     ]
 
 
-def test_a_cached_source_build_becomes_a_copy_from_the_context(locked: Path) -> None:
+def test_a_cached_source_build_is_mounted_from_the_context(locked: Path) -> None:
     catalogue = load_catalogue(locked)
     stack = catalogue.stacks["maie-jetson"].model
     target = "orin-nano-super/jp6.2-cu126"
@@ -199,8 +199,20 @@ def test_a_cached_source_build_becomes_a_copy_from_the_context(locked: Path) -> 
     built = dockerfile(plan, catalogue, stack)
     cached = dockerfile(plan, catalogue, stack, frozenset({recipe}))
     assert "git clone" in built and "git clone" not in cached
-    assert f"FROM scratch AS build-{recipe}\nCOPY prebuilt/{recipe}/ /\n" in cached
-    for text in (built, cached):  # the wheels-only stage `build stack` exports, either way
-        assert f"FROM scratch AS wheels-{recipe}\nCOPY --from=build-{recipe} /wheels/ /wheels/\n" in text
-    # the runtime stage is the same: it checks the wheels against their sums whichever way they came
-    assert built[built.index("AS runtime") :] == cached[cached.index("AS runtime") :]
+    # the wheels-only stage `build stack` exports is there to build; a cache hit needs neither stage
+    assert f"FROM scratch AS wheels-{recipe}\nCOPY --from=build-{recipe} /wheels/ /wheels/\n" in built
+    assert f"AS build-{recipe}" not in cached and f"AS wheels-{recipe}" not in cached
+    assert f"--from=build-{recipe}" not in cached and "COPY prebuilt" not in cached
+    mounts = {
+        f"--mount=type=bind,from=build-{recipe},source=/wheels/{recipe}{suffix},target=/wheels/{recipe}{suffix}": (
+            f"--mount=type=bind,source=prebuilt/{recipe}/wheels/{recipe}{suffix},target=/wheels/{recipe}{suffix}"
+        )
+        for suffix in ("", ".sha256")
+    }
+    # the runtime stage differs in where it mounts the wheels from: it checks them against their sums either way
+    runtime = built[built.index("AS runtime") :]
+    for from_stage, from_context in mounts.items():
+        assert from_stage in runtime
+        runtime = runtime.replace(from_stage, from_context)
+    assert runtime == cached[cached.index("AS runtime") :]
+    assert bake(plan, stack, frozenset({recipe}))["group"]["builders"]["targets"] == []  # no stage to bake

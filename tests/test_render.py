@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,10 +18,10 @@ import yaml
 
 from builder.errors import BuilderError
 from builder.lock.inputs import checksums, input_files, overall
-from builder.lock.model import ImageLock, LockInputs, read_lock, sha256_text, write_lock
+from builder.lock.model import ImageLock, LockInputs, current_lock, read_lock, sha256_text, write_lock
 from builder.lock.paths import lock_paths
-from builder.plan.stages import _waves
-from builder.render.files import HADOLINT_IGNORES
+from builder.plan.stages import _waves, make_plan
+from builder.render.files import HADOLINT_IGNORES, dockerfile
 from builder.validate import load_catalogue
 from tests.conftest import ROOT, run_cli
 from tests.standins import JetsonUpstreams, jetson_upstreams
@@ -128,7 +129,9 @@ def test_runtime_stage_has_no_toolchain_and_checks_hashes(locked: Path, tmp_path
     assert "--no-install-recommends" in runtime and "rm -rf /var/lib/apt/lists/*" in runtime
     assert "pip install --no-cache-dir --no-index --require-hashes --no-deps --only-binary=:all: -r" in runtime
     assert "sha256sum --check --strict /wheels/ctranslate2.sha256" in runtime
-    assert "COPY --from=build-ctranslate2 /wheels/ /wheels/" in runtime
+    mounted = "--mount=type=bind,from=build-ctranslate2,source=/wheels/ctranslate2,target=/wheels/ctranslate2 "
+    assert mounted in runtime and "--mount=type=bind,source=requirements.txt," in runtime
+    assert not re.search(r"^(COPY|ADD)\b", stage(dockerfile, "runtime"), re.M)  # nothing copied only to be deleted
     assert re.search(r"^USER 10001:10001$", stage(dockerfile, "app"), re.M)
     builder = stage(dockerfile, "build-ctranslate2")
     assert "FROM base-devel AS build-ctranslate2" in builder
@@ -295,6 +298,38 @@ def test_golden_dockerfiles_pass_hadolint(stack: str, target: str) -> None:
     dockerfile = GOLDEN / stack / target.replace("/", "__") / "Dockerfile"
     result = subprocess.run(["hadolint", *ignores, str(dockerfile)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_builders_mount_the_wheels_they_need_whether_built_or_cached(locked: Path, tmp_path: Path) -> None:
+    """A builder stage that installs another's wheels mounts them (from that stage, or from the
+    context when the wheel cache had them); a later wave waits only for a stage that is built."""
+    stack, target = GOLDEN_CASES[0]
+    catalogue = load_catalogue(locked)
+    model = catalogue.stacks[stack].model
+    plan = make_plan(catalogue, model, target, current_lock(catalogue, model, target, locked / "locks"))
+    first = plan.builders[0]
+    needs = dataclasses.replace(first, name="build-needs", recipe="needs", needs_built=[first.name], after=[])
+    waits = dataclasses.replace(first, name="build-waits", recipe="waits", needs_built=[], after=[first.name])
+    plan = dataclasses.replace(plan, builders=[first, needs, waits])
+    built = dockerfile(plan, catalogue, model)
+    cached = dockerfile(plan, catalogue, model, frozenset({first.recipe}))
+    wheels = f"/wheels/{first.recipe}"
+    for text, source in (
+        (built, f"from={first.name},source={wheels}"),
+        (cached, f"source=prebuilt/{first.recipe}{wheels}"),
+    ):
+        installs = stage(text, "build-needs")
+        assert f"--mount=type=bind,{source},target={wheels} " in installs
+        assert f"--mount=type=bind,{source}.sha256,target={wheels}.sha256 " in installs
+        assert f"sha256sum --check --strict {wheels}.sha256" in installs
+        assert not re.search(r"^(COPY|ADD)\b", installs, re.M)
+        (tmp_path / "Dockerfile").write_text(text)
+        ignores = [arg for rule in HADOLINT_IGNORES for arg in ("--ignore", rule)]
+        lint = subprocess.run(["hadolint", *ignores, str(tmp_path / "Dockerfile")], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
+    assert f"COPY --from={first.name} {wheels}.sha256 /tmp/after/" in stage(built, "build-waits")
+    assert "/tmp/after/" not in cached and f"AS {first.name}" not in cached  # nothing to wait for
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import pytest
 from builder.lock.model import read_toml
 from builder.sign.provenance import BUILD_TYPE
 from tests.conftest import ROOT, run_cli
+from tests.imagebytes import added_bytes, base_diff_ids
 from tests.sandbox import state_dir
 from tests.standins import Index
 
@@ -204,6 +205,29 @@ def smoke(sandbox: dict[str, Any], target: str, image: str, *extra: str) -> dict
     assert report["environment"]["machine"] == {"standin-arm64": "aarch64"}.get(target.split("/")[0], "x86_64")
     assert json.loads((work / "smoke" / target / "smoke.json").read_text())["checks"] == report["checks"]
     return report
+
+
+SITE_PACKAGES = "opt/venv/lib/python3.11/site-packages"  # the sandbox cells' Python is 3.11
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+def test_the_image_carries_no_dead_weight(sandbox: dict[str, Any], engine: str) -> None:
+    """Above its runtime base, the image's layers add at most 5% more than the installed packages
+    and the app (uncompressed layer bytes on both sides: tests/imagebytes.py says how each is
+    measured, and why). A wheel or requirements file copied in, installed and deleted would still
+    be in its layer: the stand-in extension's wheel carries 8 MiB of random bytes, so leaving it
+    behind adds about a quarter here."""
+    target = "standin-amd64/debian12-cu126"
+    result = build(sandbox, engine, target)
+    registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
+    base = base_diff_ids(registry, result["base"]["runtime"], "amd64")
+    layout = Path(result["image"]["oci-layout"])
+    sizes = added_bytes(layout, result["image"]["digest"], base, roots=(SITE_PACKAGES, "app"))
+    assert sizes.installed > 8 * 1024 * 1024  # the payload is installed and counted
+    assert sizes.added <= 1.05 * sizes.installed, (
+        f"{engine}: {sizes.added} bytes added above the base for {sizes.installed} installed "
+        f"({sizes.ratio:.3f}x); largest members outside site-packages and the app: {sizes.leftovers}"
+    )
 
 
 def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[str, Any], tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 
 def add_prebuilt(context: Path, prebuilt: Mapping[str, CachedWheels]) -> None:
-    """Put cached wheels where the Dockerfile's prebuilt stages copy them from, with their sums."""
+    """Put cached wheels where the Dockerfile's install steps mount them from, with their sums."""
     for recipe, cached in prebuilt.items():
         root = context / "prebuilt" / recipe / WHEEL_DIR.strip("/")
         sums = []

@@ -89,13 +89,14 @@ def _app_files(catalogue: Catalogue, stack: Stack) -> list[AppFile]:
 
 
 def dockerfile(plan: Plan, catalogue: Catalogue, stack: Stack, prebuilt: frozenset[str] = frozenset()) -> str:
-    """The Dockerfile; builder stages of recipes in `prebuilt` take their wheels from the context
-    (`prebuilt/<recipe>/wheels/...`, put there from the wheel cache) instead of building them."""
+    """The Dockerfile; recipes in `prebuilt` get no builder stage: the steps that install their
+    wheels mount them from the context (`prebuilt/<recipe>/wheels/...`, put there from the wheel cache)."""
     return (
         _environment()
         .get_template("Dockerfile.j2")
         .render(
             plan=plan,
+            stages={b.name: b for b in plan.builders},
             version=__version__,
             python=plan.platform.python,
             src_dir=SRC_DIR,
@@ -109,7 +110,7 @@ def dockerfile(plan: Plan, catalogue: Catalogue, stack: Stack, prebuilt: frozens
     )
 
 
-def bake(plan: Plan, stack: Stack) -> dict[str, Any]:
+def bake(plan: Plan, stack: Stack, prebuilt: frozenset[str] = frozenset()) -> dict[str, Any]:
     platform = f"linux/{plan.platform.oci_arch}"
 
     def target(stage: str, **extra: Any) -> dict[str, Any]:
@@ -123,8 +124,9 @@ def bake(plan: Plan, stack: Stack) -> dict[str, Any]:
             **extra,
         }
 
-    builders = {b.name: target(b.name, args={"BUILDKIT_SBOM_SCAN_STAGE": "true"}) for b in plan.builders}
-    contexts = {b.name: f"target:{b.name}" for b in plan.builders}
+    built = [b for b in plan.builders if b.recipe not in prebuilt]  # the Dockerfile has stages for these only
+    builders = {b.name: target(b.name, args={"BUILDKIT_SBOM_SCAN_STAGE": "true"}) for b in built}
+    contexts = {b.name: f"target:{b.name}" for b in built}
     targets = {
         **builders,
         "runtime": target("runtime", contexts=contexts),
@@ -208,7 +210,7 @@ def render_files(
     """Every output file, by path relative to the output directory."""
     files: dict[str, bytes] = {
         "Dockerfile": dockerfile(plan, catalogue, stack, prebuilt).encode(),
-        "docker-bake.json": (json.dumps(bake(plan, stack), indent=2, sort_keys=True) + "\n").encode(),
+        "docker-bake.json": (json.dumps(bake(plan, stack, prebuilt), indent=2, sort_keys=True) + "\n").encode(),
         "compose.yaml": yaml.safe_dump(compose(plan, stack), sort_keys=False).encode(),
         "requirements.txt": "".join(f"{r.line()}\n" for r in plan.runtime).encode(),
         ".dockerignore": f".buildkit-cache\n{OUTPUT_MARKER}\n".encode(),

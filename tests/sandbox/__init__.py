@@ -263,7 +263,11 @@ def up() -> dict[str, str]:
     # Made again each time from tests/sandbox/standin-ext: fixed dates keep the commit the same.
     work = state / "git-work" / "standin-ext"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(HERE / "standin-ext", work, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        HERE / "standin-ext",
+        work,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "standin_ext_payload"),
+    )
     git_repo(work, ["v1.0.0"])
     staging = repositories / ".standin-ext.git"
     shutil.rmtree(staging, ignore_errors=True)
