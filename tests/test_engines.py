@@ -234,6 +234,7 @@ def test_bake_overrides_make_builder_targets_export_their_wheels() -> None:
                 "dockerfile": "/out/ctx/Dockerfile",
                 "target": "wheels-ctranslate2",
                 "platforms": ["linux/arm64"],
+                "cache-to": [],  # an empty list replaces the rendered file's (bake merges cache-to by replacing)
                 "output": ["type=local,dest=/out/.wheels-ctranslate2"],
                 "args": {"PIP_INDEX_URL": "http://127.0.0.1:5556/simple/"},
                 "secret": ["id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt", "id=netrc,src=/out/ctx/.netrc"],

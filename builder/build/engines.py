@@ -210,7 +210,7 @@ def bake_overrides(requests: Mapping[str, BuildRequest]) -> dict[str, Any]:
     """A bake file that, merged after the rendered docker-bake.json, makes each named target build
     as `request` says: its stage, platform, output, build arguments, secrets and network. Only
     fields of bake's JSON format (buildx bake/bake.go `Target`): context, dockerfile, target,
-    platforms, output, args, secret, network, tags."""
+    platforms, output, cache-to, args, secret, network, tags."""
     targets: dict[str, Any] = {}
     for name, request in sorted(requests.items()):
         target: dict[str, Any] = {
@@ -218,6 +218,9 @@ def bake_overrides(requests: Mapping[str, BuildRequest]) -> dict[str, Any]:
             "dockerfile": str(request.dockerfile or request.context / "Dockerfile"),
             "target": request.target,
             "platforms": [request.platform],
+            # The rendered file's local cache lives in the context, which every render replaces:
+            # exporting to it would only copy BuildKit's cache back from the builder to throw it away.
+            "cache-to": [],
         }
         if request.output is not None:
             target["output"] = [f"type=local,dest={request.output}"]

@@ -318,6 +318,7 @@ class TargetBuild:
         # BuildKit builds a stage two builds need once, so the image may start with the last wave.
         alongside = bool(waves) and self.plan.runtime_alongside and self.engine.merges_concurrent_builds
         if isinstance(self.engine, Docker) and self.engine.bakes and waves:
+            alongside = alongside and len(waves) == 1  # one bake runs every wave: the image would start with the first
             self._bake(waves, prebuilt, alongside)
         else:
             self._waves(waves, prebuilt, alongside)
