@@ -504,8 +504,8 @@ def build_target(
     bases = preflight(plan, lock, upstreams)
     job.directory.mkdir(parents=True, exist_ok=True)
     prebuilt, wheels, built = job.source_builds()
-    job.write_context(prebuilt)
-    if not built:
+    if not built:  # else the image was built beside the last wave, from the context as it was then
+        job.write_context(prebuilt)
         job.image()
     where, digest, manifest = job.deliver()
     base_layers = layer_bytes(bases["runtime"])
