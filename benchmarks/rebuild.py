@@ -143,8 +143,9 @@ def main() -> None:
                         prune()
                         new_runner()
                         times[tool].setdefault("new runner", []).append(timed(action))
+                    if tool == "build stack":  # read before the naive build's new runner empties out/
+                        result = json.loads((work / "out" / "sandbox" / options.target / "result.json").read_text())
 
-            result = json.loads((work / "out" / "sandbox" / options.target / "result.json").read_text())
             sizes: dict[str, int] | None = None
             totals: dict[str, int] | None = None
             if options.engine == "docker":
