@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from builder.build.options import StackSettings
 from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, UpstreamUnavailable, UsageError
@@ -195,20 +196,10 @@ def render(
 
 
 @dataclass(frozen=True)
-class StackSettings:
-    engine: Literal["auto", "docker", "buildah"]
-    out_dir: Path
-    registry: str | None
-    push: bool
-    update_lock: bool
-    publish_wheels: str | None
-    build_memory_gb: float | None
-
-
-@dataclass(frozen=True)
 class StackBuild:
     results: list[dict[str, Any]]
     skipped: list[dict[str, str]]
+    inputs: list[Path]  # the files beyond the catalogue the images were made from: locks, app files
 
 
 def _lock_to_build(
@@ -261,7 +252,7 @@ def build_stack(
             for target in targets
         }
         claim_output_dir(settings.out_dir, protect=catalogue.root)
-        engine = select_engine(settings.engine)
+        engine = select_engine(settings.engine, builder=settings.builder)
         publish = upstreams.without_credentials(settings.publish_wheels) if settings.publish_wheels else None
         secrets = machine_secrets()
         # Index credentials reach a build only as the `netrc` secret, never in a URL, argument or layer.
@@ -275,6 +266,7 @@ def build_stack(
                 publish_wheels=publish,
                 build_args=index_build_args(upstreams),
                 secrets=secrets,
+                force=settings.force,
             )
             results, skipped = _build_targets(
                 catalogue, stack, locks, lock_dir, options, settings, engine, build_options, upstreams, reporter, signer
@@ -282,7 +274,16 @@ def build_stack(
     if not results:
         reasons = "; ".join(f"{s['target']}: {s['reason']}" for s in skipped)
         raise UpstreamUnavailable(f"no target of {stack.name} can be built on this host ({reasons})")
-    return StackBuild(results, skipped)
+    return StackBuild(results, skipped, _inputs(catalogue, stack, [lock_paths(lock_dir, stack.name, t) for t in locks]))
+
+
+def _inputs(catalogue: Catalogue, stack: Stack, locks: list[Any]) -> list[Path]:
+    """Every lock file and app file a stack's images are made from (the catalogue's own files aside)."""
+    found = [path for paths in locks for path in sorted(paths.directory.glob("*")) if path.is_file()]
+    for item in stack.app.files if stack.app else []:
+        source = catalogue.root / item.src
+        found += sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+    return found
 
 
 def _build_targets(
@@ -299,6 +300,7 @@ def _build_targets(
     signer: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     from builder.build.engines import emulation_problem, host_arch
+    from builder.build.fastpath import read_result
     from builder.build.runner import build_target
     from builder.build.wheelcache import WheelCache
     from builder.prove import prove
@@ -309,17 +311,19 @@ def _build_targets(
     for target, current in locks.items():
         with reporter.group(f"build {stack.name} on {target} with {engine.name}"):
             plan_value, _ = locked_plan(catalogue, stack, target, lock_dir, options, settings.build_memory_gb, current)
-            problem = emulation_problem(plan_value.platform.oci_arch, host_arch())
+            arch = plan_value.platform.oci_arch
+            problem = emulation_problem(arch, host_arch())
             if problem is not None:
                 reporter.step(f"skipped {target}: {problem}")
-                skipped.append({"target": target, "reason": problem})
+                skipped.append({"target": target, "reason": problem, "arch": arch})
                 continue
+            previous = read_result(settings.out_dir / stack.name / target)
             result = build_target(
-                engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step
+                engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step, previous
             )
             result = prove(
                 catalogue.root, result, plan_value, current, signer, upstreams.http, reporter.step,
-                insecure=(settings.registry or "").startswith("http://"),
+                insecure=(settings.registry or "").startswith("http://"), previous=previous,
             )  # fmt: skip
             write_atomic(Path(result["context"]).parent / "result.json", json.dumps(result, indent=2) + "\n")
             results.append(result)

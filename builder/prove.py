@@ -40,25 +40,45 @@ def prove(
     progress: Progress,
     *,
     insecure: bool = False,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the image's SBOMs to out/<stack>/<target>/sbom/ and, with `key`, sign and attest the
-    image (its public key written beside result.json as cosign.pub, for a bundle to carry); returns
-    `result` with `sbom`, `signature` and `attestations` added."""
+    """Write the image's SBOMs to out/<stack>/<target>/sbom/ and its SLSA provenance beside them and,
+    with `key`, sign and attest the image (its public key written beside result.json as cosign.pub,
+    for a bundle to carry); returns `result` with `sbom`, `provenance`, `signature` and
+    `attestations` added. What `previous` (the last result.json) recorded for the same digest is
+    reused where it still holds: SBOMs made under the same key whose files are unchanged, a
+    signature and attestations by the same key that are still beside the image."""
+    from builder.build.fastpath import reusable_sbom, sbom_key, site_files
+
+    ref = image_argument(result, insecure)
+    digest = result["image"]["digest"]
+    key_for_sboms = sbom_key(digest, plan.lock_checksum, site_files(root))
+    reused = reusable_sbom(previous, key_for_sboms) if previous is not None else None
+    if reused is not None:
+        progress(f"SBOMs of {digest[:19]}...: unchanged since they were made, kept ({reused['paths']['spdx']})")
+        result = {**result, "sbom": reused}
+    else:
+        result = {**result, "sbom": {**_make_sboms(root, result, ref, plan, lock, progress), "key": key_for_sboms}}
+    result = {**result, "provenance": _write_provenance(Path(result["context"]).parent, lock, result)}
+    if key is None:
+        return result
+    return {**result, **_sign_and_attest(result, ref, key, http, progress, previous)}
+
+
+def _make_sboms(
+    root: Path, result: dict[str, Any], ref: Any, plan: Plan, lock: Lock, progress: Progress
+) -> dict[str, Any]:
     from builder.sbom.contents import lock_contents
     from builder.sbom.make import make_sboms
     from builder.sbom.policy import load_site
 
-    ref = image_argument(result, insecure)
     directory = Path(result["context"]).parent
     sboms = make_sboms(
         ref, directory / "sbom", contents=lock_contents(plan, lock), site=load_site(root), progress=progress
     )
     if sboms.digest != result["image"]["digest"]:
         raise CheckFailed(f"syft scanned {sboms.digest} where the build made {result['image']['digest']}")
-    result = {**result, "sbom": sboms.to_json(), "provenance": _write_provenance(directory, lock, result)}
-    if key is None:
-        return result
-    return {**result, **_sign_and_attest(result, ref, key, http, progress, sboms.spdx.path, sboms.cyclonedx.path)}
+    return sboms.to_json()
 
 
 def _write_provenance(directory: Path, lock: Lock, result: dict[str, Any]) -> dict[str, str]:
@@ -79,18 +99,28 @@ def _sign_and_attest(
     key: PrivateKey,
     http: HttpClient,
     progress: Progress,
-    spdx: Path,
-    cyclonedx: Path,
+    previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    from builder.build.fastpath import reusable_signature
     from builder.fsutil import write_atomic_bytes
     from builder.sign.attach import attest, sign
     from builder.sign.dsse import predicate_type
-    from builder.sign.keys import public_key_pem
+    from builder.sign.keys import public_key_hint, public_key_pem
     from builder.upstream.images import resolve
 
     resolved = resolve(ref, http)
     if resolved.digest != result["image"]["digest"]:
         raise CheckFailed(f"{ref.text} is now {resolved.digest}, not the {result['image']['digest']} just built")
+    public = Path(result["context"]).parent / "cosign.pub"
+    write_atomic_bytes(public, public_key_pem(key.public_key()))
+    hint = public_key_hint(key.public_key())
+    if previous is not None and reusable_signature(previous, resolved.digest, hint, resolved.store):
+        progress(f"{resolved.ref.at(resolved.digest)}: its signature and attestations by this key are still there")
+        return {
+            "signature": {**previous["signature"], "public-key": str(public), "added": False},
+            "attestations": [{**attestation, "added": False} for attestation in previous["attestations"]],
+        }
+    spdx, cyclonedx = Path(result["sbom"]["paths"]["spdx"]), Path(result["sbom"]["paths"]["cyclonedx"])
     progress(f"signing {resolved.ref.at(resolved.digest)}")
     signed = sign(resolved, key, "simple")
     predicates = {
@@ -104,6 +134,4 @@ def _sign_and_attest(
         progress(f"attesting {kind} for {resolved.digest}")
         attached = attest(resolved, key, uri, predicates[kind])
         attestations.append({"type": kind, "predicateType": uri, **attached.to_json()})
-    public = Path(result["context"]).parent / "cosign.pub"
-    write_atomic_bytes(public, public_key_pem(key.public_key()))
-    return {"signature": {**signed.to_json(), "public-key": str(public)}, "attestations": attestations}
+    return {"signature": {**signed.to_json(), "key": hint, "public-key": str(public)}, "attestations": attestations}

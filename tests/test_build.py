@@ -16,7 +16,7 @@ from builder.build.runner import image_tags, insecure_registry, machine_secrets,
 from builder.errors import BuildFailed
 from builder.lock.model import current_lock
 from builder.plan.stages import make_plan
-from builder.process import run_logged
+from builder.process import LoggedCommand, run_logged, run_logged_together
 from builder.render.files import bake, dockerfile
 from builder.validate import load_catalogue
 from tests.conftest import ROOT, run_cli
@@ -56,7 +56,7 @@ RUNNER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from builder.process import run_logged
+    from builder.process import LoggedCommand, run_logged, run_logged_together
     from builder.cli import main
     argv, log = sys.argv[2:], Path(sys.argv[1])
     try:
@@ -124,6 +124,25 @@ def test_known_transient_engine_failures_are_tried_again(
 
 
 @pytest.mark.integration
+def test_commands_run_together_and_a_failure_does_not_stop_the_others(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    commands = [
+        LoggedCommand(["bash", "-c", "sleep 1; echo one"], env, tmp_path / "one.log", "build-one"),
+        LoggedCommand(["bash", "-c", "echo two; exit 4"], env, tmp_path / "two.log", "build-two"),
+        LoggedCommand(["bash", "-c", "sleep 1; echo three"], env, tmp_path / "three.log", "build-three"),
+    ]
+    started = time.monotonic()
+    one, two, three = run_logged_together(commands, print)
+    assert time.monotonic() - started < 1.9  # at once, not one after the other
+    assert one.failure is None and three.failure is None
+    assert one.started < three.finished and three.started < one.finished  # they overlapped
+    assert two.failure is not None and two.failure.lines()[0] == (
+        f"error: build-two failed (exit 4); full log: {tmp_path / 'two.log'}"
+    )
+    assert "one" in (tmp_path / "one.log").read_text() and "three" in (tmp_path / "three.log").read_text()
+
+
+@pytest.mark.integration
 def test_ctrl_c_stops_the_engine_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "child.pid"
     child = _runner(tmp_path / "x.log", "bash", "-c", f"sleep 300 & echo $! > {marker}; wait")
@@ -161,6 +180,8 @@ def test_the_real_catalogue_fails_cleanly_where_upstreams_are_unreachable(locked
 
 
 def test_stack_refuses_a_stale_lock_and_bad_flags(locked: Path) -> None:
+    builder = run_cli("stack", "maie-jetson", "--engine", "buildah", "--builder", "fleet")
+    assert builder.code == 2 and "--builder fleet names a buildx builder" in builder.err
     (locked / "stacks" / "maie-jetson.yaml").write_text(
         (locked / "stacks" / "maie-jetson.yaml").read_text() + "# edited after locking\n"
     )

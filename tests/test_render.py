@@ -214,6 +214,9 @@ def test_plan_shows_stages_keys_and_estimates(locked: Path) -> None:
     assert re.search(r"build-ctranslate2  wave 1: https://github.com/OpenNMT/CTranslate2 v4.7.1 \([0-9a-f]{12}\), "
                      r"MAX_JOBS=3 NVCC_THREADS=1, ~20 min, ~6 GB peak, key sha256:[0-9a-f]{12}", text)  # fmt: skip
     assert "estimate: 20 min of source builds in 1 wave(s), peak 6 GB of 6 GB build memory" in text
+    assert "the image build waits for the last wave: it leaves no room for the runtime stage" in text
+    roomy = run_cli("plan", stack, "--target", target, "--build-memory", "24").out
+    assert "the image build starts with the last wave (BuildKit engines)" in roomy
     data = json.loads(run_cli("plan", stack, "--target", target, "--json").out)
     assert data["stages"]["waves"] == [["build-ctranslate2"]]
     assert data["stages"]["builders"][0]["max_jobs"] == 3

@@ -90,7 +90,7 @@ def test_stand_in_catalogue_locks_and_renders(sandbox: dict[str, str], tmp_path:
     registry = sandbox["BUILDER_SANDBOX_REGISTRY"]
     assert f"FROM {registry}/standin/devel@{lock['base-images']['devel']['digest']} AS base-devel" in dockerfile
     assert 'ARG SOURCE_URL="http://127.0.0.1:' in dockerfile and "/standin-ext.git" in dockerfile
-    assert "MAX_JOBS=4" in dockerfile  # 4 GB of build memory at 1 GB per compile job
+    assert "MAX_JOBS=4" in dockerfile  # at 1 GB per compile job, at most 4 jobs (5 GB of build memory)
 
 
 def test_down_stops_the_servers(sandbox: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,120 @@ def test_published_wheels_let_other_runners_skip_the_source_build(sandbox: dict[
         assert locked.code == 0, locked.err
         kinds = {d["package"]: d["kind"] for d in json.loads(locked.out)[0]["image_lock"]["packages"]}
         assert kinds["standin-ext"] == "wheel"
+
+
+def _stack(sandbox: dict[str, Any], *args: str) -> tuple[dict[str, Any], str]:
+    result = run_cli("stack", *args, *sandbox["args"], "--json")
+    assert result.code == 0, result.err[-4000:]
+    found: dict[str, Any] = json.loads(result.out)["results"][0]
+    return found, result.err
+
+
+def test_an_unchanged_build_runs_no_engine_and_pushes_nothing(
+    sandbox: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path: the same inputs again are answered from result.json once the registry is seen
+    to hold the digest under both tags; the SBOMs, signature and attestations recorded for it are
+    reused. --force builds; an image gone from the registry is built and pushed again."""
+    target = "standin-amd64/debian12-cu126"
+    registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
+    monkeypatch.setenv("COSIGN_PASSWORD", "fast")
+    assert run_cli("keygen", "--out", str(tmp_path / "cosign")).code == 0
+    args = ["sandbox", "--engine", "docker", "--target", target, "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--registry", f"{registry}/fast", "--push",
+            "--sign-key", str(tmp_path / "cosign.key")]  # fmt: skip
+    first, _ = _stack(sandbox, *args)
+    assert first["fast-path"] is False and first["content-key"].startswith("sha256:")
+    sbom = Path(first["sbom"]["paths"]["spdx"])
+    made = sbom.stat().st_mtime_ns
+
+    again, progress = _stack(sandbox, *args)
+    assert again["fast-path"] is True and again["stages"] == []
+    assert "no engine call, no push (--force builds anyway)" in progress and "done in" not in progress
+    assert {k: again["image"][k] for k in ("digest", "tags")} == {k: first["image"][k] for k in ("digest", "tags")}
+    assert again["sbom"] == first["sbom"] and sbom.stat().st_mtime_ns == made  # not scanned again
+    assert again["signature"] == {**first["signature"], "added": False}
+    assert again["built"] == first["started"]
+    assert json.loads((tmp_path / "out" / "sandbox" / target / "result.json").read_text()) == again
+
+    forced, progress = _stack(sandbox, *args, "--force")
+    assert forced["fast-path"] is False and "runtime+app: done in" in progress
+    assert forced["image"]["digest"] == first["image"]["digest"]  # the engine's layer cache made the same image
+    assert "unchanged since they were made, kept" in progress and sbom.stat().st_mtime_ns == made
+
+    request = urllib.request.Request(f"http://{registry}/v2/fast/manifests/{first['image']['digest']}", method="DELETE")
+    urllib.request.urlopen(request, timeout=30).close()  # both tags go with the manifest
+    rebuilt, progress = _stack(sandbox, *args)
+    assert rebuilt["fast-path"] is False and "is no longer in the registry" in progress
+    assert [stage["name"] for stage in rebuilt["stages"]][-1].startswith("push-")
+
+    serve = tmp_path / "catalogue" / "app" / "serve.py"
+    shutil.copytree(sandbox["exports"]["BUILDER_SANDBOX_ROOT"], tmp_path / "catalogue")
+    serve.write_text(serve.read_text() + "# changed\n")
+    moved = [str(tmp_path / "catalogue") if arg == sandbox["exports"]["BUILDER_SANDBOX_ROOT"] else arg
+             for arg in sandbox["args"]]  # fmt: skip
+    changed = run_cli("stack", *args, *moved, "--json")
+    assert changed.code == 0, changed.err[-3000:]
+    assert "its inputs changed since the last build" in changed.err
+    assert json.loads(changed.out)["results"][0]["image"]["digest"] != first["image"]["digest"]
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+def test_an_unchanged_oci_layout_is_not_written_again(sandbox: dict[str, Any], tmp_path: Path, engine: str) -> None:
+    """Without --push: the layout still holding the digest under its tag (and every blob) is the fast
+    path. (The wheel cache of the first test in this module: only the image is built.)"""
+    target = "standin-amd64/debian12-cu126"
+    args = ["sandbox", "--engine", engine, "--target", target, "--out", str(tmp_path / "out"),
+            "--cache-dir", str(sandbox["work"] / f"cache-{engine}")]  # fmt: skip
+    first, _ = _stack(sandbox, *args)
+    again, progress = _stack(sandbox, *args)
+    assert again["fast-path"] is True and "is still in oci:" in progress
+    assert again["image"]["digest"] == first["image"]["digest"]
+    layout = Path(first["image"]["oci-layout"])
+    manifest = json.loads((layout / "blobs" / "sha256" / first["image"]["digest"].removeprefix("sha256:")).read_text())
+    (layout / "blobs" / "sha256" / manifest["layers"][-1]["digest"].removeprefix("sha256:")).unlink()
+    rebuilt, progress = _stack(sandbox, *args)
+    assert rebuilt["fast-path"] is False and "lost the blob" in progress
+
+
+def _overlap(stages: list[dict[str, Any]], names: set[str]) -> bool:
+    """Whether the named engine steps all ran at one moment."""
+    chosen = [stage for stage in stages if stage["name"] in names]
+    assert {stage["name"] for stage in chosen} == names
+    return float(max(stage["started"] for stage in chosen)) < float(min(stage["finished"] for stage in chosen))
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+def test_the_source_builds_of_a_wave_run_at_once(sandbox: dict[str, Any], tmp_path: Path, engine: str) -> None:
+    """sandbox-pair has two source builds in one wave (4 + 0.25 GB of 5 GB): they run as concurrent
+    engine calls. BuildKit shares the steps concurrent builds have in common, so with docker the
+    image build starts with them (0.5 GB left for the runtime stage's preparation); buildah pulls
+    the devel base once first and the runtime base meanwhile."""
+    target = "standin-amd64/debian12-cu126"
+    args = list(sandbox["args"])
+    args[args.index("--lock-dir") + 1] = str(tmp_path / "locks")
+    locked = run_cli("lock", "sandbox-pair", "--target", target, *args, "--cache-dir", str(tmp_path / "cache"))
+    assert locked.code == 0, locked.err
+    built = run_cli(
+        "stack", "sandbox-pair", "--engine", engine, "--target", target, "--out", str(tmp_path / "out"),
+        "--cache-dir", str(tmp_path / "cache"), *args, "--json",
+    )  # fmt: skip
+    assert built.code == 0, built.err[-4000:]
+    result = json.loads(built.out)["results"][0]
+    stages = result["stages"]
+    pair = {"build-standin-ext", "build-standin-tool"}
+    assert {stage["name"]: stage.get("wave") for stage in stages if stage["name"] in pair} == dict.fromkeys(pair, 0)
+    assert {name: w["cache_hit"] for name, w in result["wheel_cache"].items()} == {
+        "standin-ext": False, "standin-tool": False
+    }  # fmt: skip
+    if engine == "docker":
+        assert _overlap(stages, {*pair, "runtime+app"})
+        assert "wave 1 of 1: build-standin-ext, build-standin-tool, runtime+app at once" in built.err
+    else:
+        assert stages[0]["name"] == "pull-devel"
+        assert _overlap(stages, {*pair, "pull-runtime"})
+        assert "wave 1 of 1: build-standin-ext, build-standin-tool, pull-runtime at once" in built.err
+    assert _overlap(stages, pair)
 
 
 def _layout_bytes(layout: Path) -> list[bytes]:

@@ -163,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="sign and attest (SBOMs, provenance) with this key, beside the pushed image or in its OCI layout",
     )
+    stack.add_argument(
+        "--force", action="store_true", help="build even when the last build's image still stands for these inputs"
+    )
+    stack.add_argument(
+        "--builder", metavar="NAME", help="build on this buildx builder (remote BuildKit, several nodes, kubernetes)"
+    )
     stack.add_argument("--json", action="store_true", help="print the results as JSON")
 
     keygen = command("keygen", "write an ECDSA P-256 key pair in cosign's formats (COSIGN_PASSWORD or a prompt)")

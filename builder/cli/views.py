@@ -272,4 +272,10 @@ def stages_text(plan: Plan) -> str:
         f"estimate: {plan.estimated_minutes} min of source builds in {len(plan.waves)} wave(s), "
         f"peak {plan.estimated_peak_gb:g} GB of {plan.build_memory_gb:g} GB build memory"
     )
+    if plan.builders:
+        lines.append(
+            "  the image build starts with the last wave (BuildKit engines)"
+            if plan.runtime_alongside
+            else "  the image build waits for the last wave: it leaves no room for the runtime stage"
+        )
     return "\n".join(lines) + "\n"

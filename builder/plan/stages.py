@@ -27,6 +27,9 @@ from builder.rules.mirrors import apply_mirrors, mirrored
 from builder.rules.platform import TargetPlatform
 
 CUDA_HOME = "/usr/local/cuda"
+# What the runtime stage takes before it needs the built wheels (the base's apt-get, a venv, a user):
+# room the last wave must leave for the image build to start alongside it.
+RUNTIME_PREP_GB = 0.5
 SRC_DIR = "/src"
 WHEEL_DIR = "/wheels"
 
@@ -85,6 +88,7 @@ class Plan:
     app_key: str
     build_memory_gb: float
     estimated_peak_gb: float
+    runtime_alongside: bool  # the image build may start with the last wave of source builds (memory allows)
     estimated_minutes: int
     imports: list[str]
     env: dict[str, str] = field(default_factory=dict)
@@ -285,6 +289,7 @@ def make_plan(
         app_key=_key(runtime_key, app),
         build_memory_gb=budget,
         estimated_peak_gb=max((sum(peaks[f"build-{n}"] for n in wave) for wave in waves), default=0.0),
+        runtime_alongside=sum(peaks[f"build-{n}"] for n in (waves[-1] if waves else [])) + RUNTIME_PREP_GB <= budget,
         estimated_minutes=sum(max(minutes[f"build-{n}"] for n in wave) for wave in waves),
         imports=imports,
         env=dict(stack.runtime.env),

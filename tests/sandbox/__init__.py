@@ -38,6 +38,7 @@ PACKAGES = {
     "devel": ["python3.11-venv", "python3.11-dev", "gcc", "libc6-dev", "git", "ca-certificates", "ccache"],
 }
 BUILD_TOOLS = ["setuptools", "wheel"]
+SOURCES = ["standin-ext", "standin-tool"]  # source-built recipes' repositories, served by the git stand-in
 EXCLUDES = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*"]
 
 
@@ -259,22 +260,8 @@ def up() -> dict[str, str]:
         f"http://127.0.0.1:{ports.index}/simple/",
     )
     repositories = state / "git"
-    bare = repositories / "standin-ext.git"
-    # Made again each time from tests/sandbox/standin-ext: fixed dates keep the commit the same.
-    work = state / "git-work" / "standin-ext"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(
-        HERE / "standin-ext",
-        work,
-        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "standin_ext_payload"),
-    )
-    git_repo(work, ["v1.0.0"])
-    staging = repositories / ".standin-ext.git"
-    shutil.rmtree(staging, ignore_errors=True)
-    run_tool(["git", "clone", "--quiet", "--bare", str(work), str(staging)])
-    run_tool(["git", "-C", str(staging), "update-server-info"])  # the dumb HTTP protocol
-    shutil.rmtree(bare, ignore_errors=True)
-    staging.rename(bare)
+    for name in SOURCES:
+        publish_repository(repositories, state / "git-work" / name, name)
     _start(
         "git",
         [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(repositories), str(ports.git)],
@@ -282,6 +269,23 @@ def up() -> dict[str, str]:
         f"http://127.0.0.1:{ports.git}/",
     )
     return exports(ports)
+
+
+def publish_repository(repositories: Path, work: Path, name: str) -> None:
+    """tests/sandbox/<name> as a bare repository with a v1.0.0 tag, served over git's dumb HTTP
+    protocol. Made again each time: fixed dates keep the commit the same."""
+    bare = repositories / f"{name}.git"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(
+        HERE / name, work, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "standin_ext_payload")
+    )
+    git_repo(work, ["v1.0.0"])
+    staging = repositories / f".{name}.git"
+    shutil.rmtree(staging, ignore_errors=True)
+    run_tool(["git", "clone", "--quiet", "--bare", str(work), str(staging)])
+    run_tool(["git", "-C", str(staging), "update-server-info"])  # the dumb HTTP protocol
+    shutil.rmtree(bare, ignore_errors=True)
+    staging.rename(bare)
 
 
 def down() -> None:
