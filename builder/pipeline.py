@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from builder.build.options import StackSettings
 from builder.catalogue.documents import Catalogue
 from builder.catalogue.models import Stack
 from builder.errors import CheckFailed, Drift, UpstreamUnavailable, UsageError
@@ -26,6 +25,7 @@ from builder.plan.stages import Plan, make_plan
 from builder.upstream.options import UpstreamOptions
 
 if TYPE_CHECKING:
+    from builder.build.options import StackSettings
     from builder.bundle.check import BundleVerdict
     from builder.bundle.make import BundleRequest
     from builder.lock.locking import LockResult
@@ -429,16 +429,15 @@ def _locked_content(labels: dict[str, str], root: Path | None, lock_dir: Path | 
     return LockedContent.of(read_lock(paths))
 
 
-def sign_keyless(image: str) -> dict[str, Any]:
-    """Keyless signing (Sigstore, the CI's OIDC identity) goes through the cosign CLI, as it needs Fulcio
-    and Rekor: builder resolves the digest and signs exactly that."""
+def _keyless_target(image: str, what: str) -> tuple[str, str, str]:
+    """(the cosign CLI, the image pinned by the digest builder resolved, that digest): keyless
+    signing and verification go through cosign, as they need Fulcio and Rekor."""
     from builder import process
-    from builder.errors import ToolFailed, UsageError
+    from builder.errors import UsageError
     from builder.upstream.images import parse_image
 
-    ref = parse_image(image)
-    if ref.layout is not None:
-        raise UsageError(f"{image}: keyless signing needs a registry image; sign an OCI layout with --key")
+    if parse_image(image).layout is not None:
+        raise UsageError(f"{image}: {what} needs a registry image")
     cosign = process.require_tool(
         "cosign", "install the cosign CLI (in GitHub Actions: the sigstore/cosign-installer action)"
     )
@@ -447,11 +446,20 @@ def sign_keyless(image: str) -> dict[str, Any]:
         resolved = resolve_image(image, http)
     finally:
         http.close()
-    pinned = resolved.ref.at(resolved.digest)
+    return cosign, resolved.ref.at(resolved.digest), resolved.digest
+
+
+def sign_keyless(image: str) -> dict[str, Any]:
+    """Keyless signing (Sigstore, the CI's OIDC identity) through the cosign CLI: builder resolves
+    the digest and signs exactly that."""
+    from builder import process
+    from builder.errors import ToolFailed
+
+    cosign, pinned, digest = _keyless_target(image, "keyless signing (sign an OCI layout with --key)")
     done = process.run([cosign, "sign", "--yes", pinned], timeout=600)
     if done.returncode != 0:
         raise ToolFailed(f"cosign sign {pinned} failed (exit {done.returncode}): {done.tail()}")
-    return {"image": pinned, "digest": resolved.digest, "where": "keyless (cosign)", "added": True}
+    return {"image": pinned, "digest": digest, "where": "keyless (cosign)", "added": True}
 
 
 def verify_keyless(
@@ -460,28 +468,16 @@ def verify_keyless(
     """`build verify --keyless`: Sigstore keyless signatures and attestations, checked by the cosign
     CLI (it needs Fulcio's roots and Rekor), over the digest builder resolved."""
     from builder import process
-    from builder.errors import UsageError
-    from builder.upstream.images import parse_image
     from builder.verify import Identity, keyless_checks, keyless_commands
 
-    if parse_image(image).layout is not None:
-        raise UsageError(f"{image}: keyless verification needs a registry image")
-    cosign = process.require_tool(
-        "cosign", "install the cosign CLI (in GitHub Actions: the sigstore/cosign-installer action)"
-    )
-    http = _http()
-    try:
-        resolved = resolve_image(image, http)
-    finally:
-        http.close()
-    pinned = resolved.ref.at(resolved.digest)
+    cosign, pinned, digest = _keyless_target(image, "keyless verification")
     identity = Identity(identity_regexp, issuer, workflow_repository)
     outcomes = []
     for name, argv in keyless_commands(cosign, pinned, require, identity):
         done = process.run(argv, timeout=600)
         kind = argv[argv.index("--type") + 1] if "--type" in argv else "signature"
         outcomes.append((name, kind, done.returncode == 0, "" if done.returncode == 0 else done.tail()))
-    return Verified(pinned, resolved.digest, keyless_checks(resolved.digest, outcomes, identity))
+    return Verified(pinned, digest, keyless_checks(digest, outcomes, identity))
 
 
 # ---------------------------------------------------------------- sbom

@@ -362,7 +362,8 @@ def sandbox_report(exports: dict[str, str], tmp_path: Path) -> None:
     assert run_cli("lock", "sandbox", *args, "--target", target, "--cache-dir", str(work / "lock-cache")).code == 0
     registry = f"{exports['BUILDER_SANDBOX_REGISTRY']}/report"
     cold = build(sandbox, "docker", target, "--registry", registry, "--push")
-    cached = build(sandbox, "docker", target, "--registry", registry, "--push")
+    # --force: the same inputs again would take the fast path, which builds nothing to compare
+    cached = build(sandbox, "docker", target, "--registry", registry, "--push", "--force")
     assert cached["wheel_cache"]["standin-ext"]["cache_hit"] is True
 
     out = tmp_path / "report"

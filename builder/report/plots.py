@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from builder.report.figures import MB, MatrixFigure, RooflineFigure, SizeFigure, TimeFigure
+from builder.report.figures import MB, MatrixFigure, RooflineFigure, SizeFigure, TimeFigure, plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -42,11 +42,11 @@ def size_plot(figure: SizeFigure) -> bytes:
     grid = drawn.add_gridspec(panels, 1, height_ratios=[1.0, max(1.5, 0.32 * rows)] + ([1.4] if panels == 3 else []))
 
     whole = drawn.add_subplot(grid[0])
-    whole.barh([0], [figure.base_bytes / MB], color=MISSING, label=f"base ({figure.base_layers} layers)")
+    whole.barh([0], [figure.base_bytes / MB], color=MISSING, label=f"base ({plural(figure.base_layers, 'layer')})")
     left = figure.base_bytes / MB
     for index, (stage, size, count) in enumerate(figure.by_stage()):
         colour = STAGE_COLOURS[index % len(STAGE_COLOURS)]
-        whole.barh([0], [size / MB], left=[left], color=colour, label=f"{stage} ({count} layers)")
+        whole.barh([0], [size / MB], left=[left], color=colour, label=f"{stage} ({plural(count, 'layer')})")
         left += size / MB
     whole.set_yticks([0], ["image"])
     whole.set_xlabel("MB (compressed)")
