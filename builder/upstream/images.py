@@ -20,6 +20,7 @@ from builder.errors import CheckFailed, HttpError, UpstreamUnavailable, UsageErr
 from builder.fsutil import write_atomic, write_atomic_bytes
 from builder.rules.mirrors import plain_http
 from builder.upstream.http import HttpClient, Response
+from builder.upstream.registry import bearer_token
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -158,14 +159,7 @@ class RegistryStore:
         query = f"service={challenge.get('service', '')}&scope=repository:{self.repository}:{scope}"
         token_url = f"{challenge['realm']}?{query}"
         basic = self._auth("basic") if self.credential is not None else {}
-        response = self.http.request("GET", token_url, basic)
-        if response.status != 200:
-            raise HttpError(token_url, f"token request refused (HTTP {response.status})", response.status)
-        try:
-            data = json.loads(response.body)
-            return str(data.get("token") or data["access_token"])
-        except (ValueError, KeyError) as exc:
-            raise UpstreamUnavailable(f"{token_url}: no token in the response ({exc})") from None
+        return bearer_token(self.http, token_url, basic)
 
     def manifest(self, reference: str) -> tuple[bytes, str] | None:
         url = f"{self.base}/manifests/{reference}"

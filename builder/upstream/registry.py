@@ -71,14 +71,7 @@ class RegistryClient:
             )
         query = "&".join(f"{key}={challenge[key]}" for key in ("service", "scope") if key in challenge)
         token_url = f"{realm}?{query}" if query else realm
-        response = self.http.request("GET", token_url)
-        if response.status != 200:
-            raise HttpError(token_url, f"token request refused (HTTP {response.status})", response.status)
-        try:
-            data = json.loads(response.body)
-            return str(data.get("token") or data["access_token"])
-        except (ValueError, KeyError) as exc:
-            raise UpstreamUnavailable(f"{token_url}: no token in the response ({exc})") from None
+        return bearer_token(self.http, token_url)
 
     def _manifest(self, base: str, repository: str, reference: str) -> Response:
         url = f"{base}/v2/{repository}/manifests/{reference}"
@@ -155,3 +148,16 @@ class RegistryClient:
             raise UpstreamUnavailable(f"{url}: content does not match its digest")
         data = json.loads(response.body)
         return data if isinstance(data, dict) else {}
+
+
+def bearer_token(http: HttpClient, token_url: str, headers: dict[str, str] | None = None) -> str:
+    """The token a registry's token service hands out (distribution's token auth), or an error
+    naming the URL."""
+    response = http.request("GET", token_url, headers)
+    if response.status != 200:
+        raise HttpError(token_url, f"token request refused (HTTP {response.status})", response.status)
+    try:
+        data = json.loads(response.body)
+        return str(data.get("token") or data["access_token"])
+    except (ValueError, KeyError) as exc:
+        raise UpstreamUnavailable(f"{token_url}: no token in the response ({exc})") from None
