@@ -299,6 +299,9 @@ def _build_targets(
     reporter: Reporter,
     signer: Any,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    from concurrent.futures import Future, ThreadPoolExecutor
+    from functools import partial
+
     from builder.build.engines import emulation_problem, host_arch
     from builder.build.fastpath import read_result
     from builder.build.runner import build_target
@@ -318,16 +321,46 @@ def _build_targets(
                 skipped.append({"target": target, "reason": problem, "arch": arch})
                 continue
             previous = read_result(settings.out_dir / stack.name / target)
-            result = build_target(
-                engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step, previous
-            )
-            result = prove(
-                catalogue.root, result, plan_value, current, signer, upstreams.http, reporter.step,
-                insecure=(settings.registry or "").startswith("http://"), previous=previous,
-            )  # fmt: skip
+            app = app_stage(catalogue, stack, plan_value, current)
+            with ThreadPoolExecutor(1) as pool:
+                app_scan: list[Future[int]] = []  # syft on the app files runs while the engine builds
+                result = build_target(
+                    engine, catalogue, stack, plan_value, current, upstreams, cache, build_options, reporter.step,
+                    previous, on_build=partial(_start, pool, app_scan, count_app_packages, app, catalogue.root),
+                )  # fmt: skip
+                result = prove(
+                    catalogue.root, result, plan_value, current, signer, upstreams.http, reporter.step,
+                    insecure=(settings.registry or "").startswith("http://"), previous=previous,
+                    app=app, app_packages=app_scan[0].result if app_scan else None,
+                )  # fmt: skip
             write_atomic(Path(result["context"]).parent / "result.json", json.dumps(result, indent=2) + "\n")
             results.append(result)
     return results, skipped
+
+
+def app_stage(catalogue: Catalogue, stack: Stack, plan: Plan, lock: Lock) -> Any:
+    """What the app stage of `plan`'s image adds (builder.sbom.layered.AppStage)."""
+    from builder.render.files import app_stage_files, render_files
+    from builder.sbom.layered import AppStage
+
+    files = app_stage_files(catalogue, stack, render_files(plan, catalogue, stack, lock))
+    return AppStage(files, stack.app.workdir if stack.app else None)
+
+
+def _start(pool: Any, started: list[Any], function: Callable[..., Any], *args: Any) -> None:
+    started.append(pool.submit(function, *args))
+
+
+def count_app_packages(app: Any, root: Path) -> int:
+    """What syft finds in the app files alone; -1 when there is no earlier scan that could be re-used."""
+    from builder.sbom import layered
+    from builder.sbom.make import syft_config_bytes
+    from builder.sbom.policy import load_site
+    from builder.sbom.syft import syft_binary
+
+    if not any(layered.records_dir().glob("*.json.gz")):
+        return -1
+    return layered.app_packages(app, syft_binary(), syft_config_bytes(load_site(root)))
 
 
 # ---------------------------------------------------------------- trust: keys, signatures, attestations, verify

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import CheckFailed
 from builder.lock.model import Lock
@@ -16,6 +17,9 @@ from builder.plan.stages import Plan
 from builder.sign.keys import PrivateKey
 from builder.upstream.http import HttpClient
 from builder.upstream.images import parse_image
+
+if TYPE_CHECKING:
+    from builder.sbom.layered import AppStage
 
 Progress = Callable[[str], None]
 
@@ -41,13 +45,17 @@ def prove(
     *,
     insecure: bool = False,
     previous: dict[str, Any] | None = None,
+    app: AppStage | None = None,
+    app_packages: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Write the image's SBOMs to out/<stack>/<target>/sbom/ and its SLSA provenance beside them and,
     with `key`, sign and attest the image (its public key written beside result.json as cosign.pub,
     for a bundle to carry); returns `result` with `sbom`, `provenance`, `signature` and
     `attestations` added. What `previous` (the last result.json) recorded for the same digest is
     reused where it still holds: SBOMs made under the same key whose files are unchanged, a
-    signature and attestations by the same key that are still beside the image."""
+    signature and attestations by the same key that are still beside the image. With `app` (what
+    the app stage adds) a new image whose other layers syft has scanned before is not scanned again
+    (builder.sbom.layered); `app_packages` counts what syft finds in the app files alone."""
     from builder.build.fastpath import reusable_sbom, sbom_key, site_files
 
     ref = image_argument(result, insecure)
@@ -58,7 +66,8 @@ def prove(
         progress(f"SBOMs of {digest[:19]}...: unchanged since they were made, kept ({reused['paths']['spdx']})")
         result = {**result, "sbom": reused}
     else:
-        result = {**result, "sbom": {**_make_sboms(root, result, ref, plan, lock, progress), "key": key_for_sboms}}
+        made = _make_sboms(root, result, ref, plan, lock, progress, http, app, app_packages)
+        result = {**result, "sbom": {**made, "key": key_for_sboms}}
     result = {**result, "provenance": _write_provenance(Path(result["context"]).parent, lock, result)}
     if key is None:
         return result
@@ -66,19 +75,62 @@ def prove(
 
 
 def _make_sboms(
-    root: Path, result: dict[str, Any], ref: Any, plan: Plan, lock: Lock, progress: Progress
+    root: Path,
+    result: dict[str, Any],
+    ref: Any,
+    plan: Plan,
+    lock: Lock,
+    progress: Progress,
+    http: HttpClient,
+    app: AppStage | None,
+    app_packages: Callable[[], int] | None,
 ) -> dict[str, Any]:
+    """The SBOMs of the built image: from the recorded scan of its lower layers where that holds
+    (see builder.sbom.layered), else from a full syft scan, recorded for the next build."""
+    from builder.errors import BuilderError
+    from builder.sbom import layered
     from builder.sbom.contents import lock_contents
-    from builder.sbom.make import make_sboms
+    from builder.sbom.make import scan_image, scan_name, syft_config_bytes, write_sboms
     from builder.sbom.policy import load_site
+    from builder.sbom.syft import syft_binary
+    from builder.upstream.images import open_store
 
     directory = Path(result["context"]).parent
-    sboms = make_sboms(
-        ref, directory / "sbom", contents=lock_contents(plan, lock), site=load_site(root), progress=progress
+    digest = result["image"]["digest"]
+    site = load_site(root)
+    contents = lock_contents(plan, lock)
+    name = scan_name(ref, contents)
+    config = syft_config_bytes(site)
+    image, scan, expected, scanned = None, None, None, "full"
+    store = open_store(ref, http) if app is not None else None
+    if app is not None and store is not None:
+        count_app_packages = app_packages or (lambda: layered.app_packages(app, syft_binary(), config))
+        try:
+            image = layered.read_image(store, digest)
+            scan, record = layered.reusable_scan(store, image, app, config, count_app_packages)
+            scanned = record.digest
+            progress(
+                f"SBOMs of {digest[:19]}...: its layers below the app stage are those syft scanned in "
+                f"{record.digest[:19]}... and syft finds no package in the app files: that scan is used, no rescan"
+            )
+        except (layered.NotReusable, BuilderError) as why:
+            progress(f"SBOMs of {digest[:19]}...: a full scan ({why})")
+    if scan is None:
+        with ThreadPoolExecutor(1) as pool:  # the layers are read for the record while syft scans
+            layers = pool.submit(layered.scan_record, store, image, app) if store and image and app else None
+            scan, expected = scan_image(ref, site=site, name=name, platform=contents.platform, progress=progress)
+            if layers is not None and image is not None and app is not None:
+                try:
+                    count, paths = layers.result()
+                    layered.save_record(layered.make_record(image, count, paths, scan, app), config)
+                except (layered.NotReusable, BuilderError, OSError) as why:
+                    progress(f"the scan of {digest[:19]}... is not kept for the next build ({why})")
+    sboms = write_sboms(
+        scan, ref, directory / "sbom", contents=contents, site=site, name=name, expected_digest=expected
     )
-    if sboms.digest != result["image"]["digest"]:
-        raise CheckFailed(f"syft scanned {sboms.digest} where the build made {result['image']['digest']}")
-    return sboms.to_json()
+    if sboms.digest != digest:
+        raise CheckFailed(f"syft scanned {sboms.digest} where the build made {digest}")
+    return {**sboms.to_json(), "scanned": scanned}
 
 
 def _write_provenance(directory: Path, lock: Lock, result: dict[str, Any]) -> dict[str, str]:

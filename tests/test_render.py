@@ -129,7 +129,7 @@ def test_runtime_stage_has_no_toolchain_and_checks_hashes(locked: Path, tmp_path
     assert "--no-install-recommends" in runtime and "rm -rf /var/lib/apt/lists/*" in runtime
     assert "pip install --no-cache-dir --no-index --require-hashes --no-deps --only-binary=:all: -r" in runtime
     assert "sha256sum --check --strict /wheels/ctranslate2.sha256" in runtime
-    mounted = "--mount=type=bind,from=build-ctranslate2,source=/wheels/ctranslate2,target=/wheels/ctranslate2 "
+    mounted = "--mount=type=bind,from=wheels-ctranslate2,source=/wheels/ctranslate2,target=/wheels/ctranslate2 "
     assert mounted in runtime and "--mount=type=bind,source=requirements.txt," in runtime
     assert not re.search(r"^(COPY|ADD)\b", stage(dockerfile, "runtime"), re.M)  # nothing copied only to be deleted
     assert re.search(r"^USER 10001:10001$", stage(dockerfile, "app"), re.M)
@@ -318,10 +318,12 @@ def test_builders_mount_the_wheels_they_need_whether_built_or_cached(locked: Pat
     built = dockerfile(plan, catalogue, model)
     cached = dockerfile(plan, catalogue, model, frozenset({first.recipe}))
     wheels = f"/wheels/{first.recipe}"
-    for text, source in (
-        (built, f"from={first.name},source={wheels}"),
-        (cached, f"source=prebuilt/{first.recipe}{wheels}"),
-    ):
+    # Built or cached, the mount is the same text (so the engine's cache holds across the two):
+    # from the wheels stage, which copies them from the builder stage or from the context.
+    source = f"from=wheels-{first.recipe},source={wheels}"
+    assert f"COPY --from={first.name} /wheels/ /wheels/" in stage(built, f"wheels-{first.recipe}")
+    assert f"COPY prebuilt/{first.recipe}/wheels/ /wheels/" in stage(cached, f"wheels-{first.recipe}")
+    for text in (built, cached):
         installs = stage(text, "build-needs")
         assert f"--mount=type=bind,{source},target={wheels} " in installs
         assert f"--mount=type=bind,{source}.sha256,target={wheels}.sha256 " in installs

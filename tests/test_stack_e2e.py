@@ -291,9 +291,11 @@ def test_an_unchanged_build_runs_no_engine_and_pushes_nothing(
 
     forced, progress = _stack(sandbox, *args, "--force")
     assert forced["fast-path"] is False and "runtime+app: done in" in progress
-    # The cold build's image started beside its source build and mounted the wheel from that stage;
-    # this one mounts it from the wheel cache: a new install step, so maybe a new digest. Forced
-    # again, the engine's layer cache makes the same image, and its SBOMs are not made again.
+    # The cold build's image started beside its source build; this one mounts the wheel the wheel
+    # cache holds, through a stage of the same name and paths: the engine's layer cache makes the
+    # same image, and its SBOMs are not made again.
+    assert forced["image"]["digest"] == first["image"]["digest"]
+    assert "unchanged since they were made, kept" in progress
     sbom = Path(forced["sbom"]["paths"]["spdx"])
     made = sbom.stat().st_mtime_ns
     again, progress = _stack(sandbox, *args, "--force")
@@ -315,6 +317,68 @@ def test_an_unchanged_build_runs_no_engine_and_pushes_nothing(
     assert changed.code == 0, changed.err[-3000:]
     assert "its inputs changed since the last build" in changed.err
     assert json.loads(changed.out)["results"][0]["image"]["digest"] != first["image"]["digest"]
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+def test_an_app_only_change_reuses_the_scan_of_the_layers_below(
+    sandbox: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    """An app change gives a new digest over the same lower layers: its SBOMs come from the recorded
+    scan of those layers, bound to the new image, byte for byte what a full scan of it gives. App
+    files in which syft finds a package are scanned in full, and the package is in the SBOMs."""
+    monkeypatch.setenv("BUILDER_CACHE_DIR", str(tmp_path / "builder-cache"))
+    root = sandbox["exports"]["BUILDER_SANDBOX_ROOT"]
+    shutil.copytree(root, tmp_path / "catalogue")
+    shutil.copytree(sandbox["work"] / "locks", tmp_path / "locks")
+    moved = {root: str(tmp_path / "catalogue"), str(sandbox["work"] / "locks"): str(tmp_path / "locks")}
+    target = "standin-amd64/debian12-cu126"
+    registry = sandbox["exports"]["BUILDER_SANDBOX_REGISTRY"]
+    argv = ["stack", "sandbox", *(moved.get(arg, arg) for arg in sandbox["args"]), "--engine", engine,
+            "--target", target, "--out", str(tmp_path / "out"), "--cache-dir", str(sandbox["work"] / f"cache-{engine}"),
+            "--registry", f"{registry}/layered-{engine}", "--push", "--json"]  # fmt: skip
+
+    def stack(*extra: str) -> tuple[dict[str, Any], str]:
+        result = run_cli(*argv, *extra)
+        assert result.code == 0, result.err[-4000:]
+        return json.loads(result.out)["results"][0], result.err
+
+    def sboms(result: dict[str, Any]) -> dict[str, bytes]:
+        return {kind: Path(path).read_bytes() for kind, path in result["sbom"]["paths"].items()}
+
+    first, progress = stack()
+    assert "a full scan (no earlier scan of the layers below the app stage)" in progress
+    assert first["sbom"]["scanned"] == "full"
+    serve = tmp_path / "catalogue" / "app" / "serve.py"
+    serve.write_text(serve.read_text() + "# changed\n")
+    second, progress = stack()
+    assert second["image"]["digest"] != first["image"]["digest"]
+    assert "that scan is used, no rescan" in progress and "with syft" not in progress.split("runtime+app")[-1]
+    assert second["sbom"]["scanned"] == first["image"]["digest"]
+    reused = sboms(second)
+    assert (
+        second["image"]["digest"].encode() in reused["spdx"] and first["image"]["digest"].encode() not in reused["spdx"]
+    )
+
+    # The same image scanned in full (no record, no SBOM files: the fast path scans it again).
+    shutil.rmtree(tmp_path / "builder-cache" / "sbom-scans")
+    for path in second["sbom"]["paths"].values():
+        Path(path).unlink()
+    third, progress = stack()
+    assert third["fast-path"] is True and "a full scan (no earlier scan" in progress
+    assert third["image"]["digest"] == second["image"]["digest"] and sboms(third) == reused
+
+    # App files that carry a package: syft's finding is not assumed away.
+    stack_file = tmp_path / "catalogue" / "stacks" / "sandbox.yaml"
+    thing = tmp_path / "catalogue" / "app" / "thing-1.0.dist-info"
+    thing.mkdir()
+    (thing / "METADATA").write_text("Metadata-Version: 2.1\nName: thing\nVersion: 1.0\n")
+    stack_file.write_text(stack_file.read_text().replace(
+        "files: [{src: app/serve.py, dest: /app/serve.py}]",
+        "files: [{src: app/serve.py, dest: /app/serve.py}, {src: app/thing-1.0.dist-info, dest: /app/thing-1.0.dist-info}]",
+    ))  # fmt: skip
+    fourth, progress = stack("--update-lock")
+    assert "syft finds 1 package(s) in the app files" in progress and fourth["sbom"]["scanned"] == "full"
+    assert b"pkg:pypi/thing@1.0" in sboms(fourth)["spdx"]
 
 
 @pytest.mark.parametrize("engine", ["docker", "buildah"])

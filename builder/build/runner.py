@@ -487,10 +487,11 @@ def build_target(
     options: StackBuildOptions,
     progress: Progress,
     previous: dict[str, Any] | None = None,
+    on_build: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Build one locked stack x target, or find that the image of the last build (`previous`, its
     result.json) still stands for it: the fast path, no engine call, no push. Writes and returns
-    its result.json."""
+    its result.json. `on_build` is called when the engine is about to build (work to overlap)."""
     started_on = utc_now()
     job = TargetBuild(engine, catalogue, stack, plan, lock, cache, options, upstreams.http, progress)
     key = job.content_key()
@@ -501,6 +502,8 @@ def build_target(
             progress(fast_path_line(previous))
             return fast_result(previous, started_on, time.monotonic() - job.started)
         progress(f"building {plan.target}: {missing}")
+    if on_build is not None:
+        on_build()
     progress(f"checking upstreams for {plan.target}")
     bases = preflight(plan, lock, upstreams)
     job.directory.mkdir(parents=True, exist_ok=True)

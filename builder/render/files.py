@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ HADOLINT_IGNORES = {
 }
 
 
+@cache  # one compile of the templates per run: a build renders its Dockerfile three times
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("builder.render", "templates"),
@@ -234,6 +237,21 @@ def render_files(
         else:
             files[item.context_path] = item.source.read_bytes()
     return files
+
+
+def app_stage_files(catalogue: Catalogue, stack: Stack, files: dict[str, bytes]) -> dict[str, bytes]:
+    """What the app stage's COPY steps put into the image, by absolute path, from the rendered
+    context `files`: the smoke runner and spec, then the stack's app files (a later one wins)."""
+    placed = {f"/opt/builder/{name}": data for name, data in files.items() if name.startswith("smoke/")}
+    for item in _app_files(catalogue, stack):
+        inside = [name for name in files if name.startswith(item.context_path + "/")]
+        if inside:  # a directory: its contents go into dest
+            for name in inside:
+                placed[posixpath.join(item.dest, name.removeprefix(item.context_path + "/"))] = files[name]
+        elif item.context_path in files:
+            dest = item.dest + posixpath.basename(item.context_path) if item.dest.endswith("/") else item.dest
+            placed[posixpath.normpath(dest)] = files[item.context_path]
+    return placed
 
 
 def write_tree(out: Path, files: dict[str, bytes], *, protect: Path) -> None:

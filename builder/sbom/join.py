@@ -9,7 +9,6 @@ never as runtime packages.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from builder import __version__
 from builder.sbom.contents import BaseImage, BuildTool, LockContents, LockedWheel, SourceBuilt
+from builder.sbom.normalize import copy_of
 from builder.sbom.syft import ImageFacts
 
 TOOL_NAME = "builder"
@@ -234,7 +234,7 @@ def join_spdx(
     organization: str | None = None,
 ) -> Document:
     """syft's SPDX document, bound to the image's digest and joined with the lock (when given)."""
-    doc = copy.deepcopy(spdx)
+    doc = copy_of(spdx)
     root_id = spdx_root_id(doc)
     creators = doc.setdefault("creationInfo", {}).setdefault("creators", [])
     creators += [f"Tool: {TOOL_NAME}-{__version__}"] + ([f"Organization: {organization}"] if organization else [])
@@ -359,6 +359,15 @@ def _cdx_tool(tool: BuildTool) -> Document:
     return component
 
 
+def _rename_ref(doc: Document, old: str, new: str) -> None:
+    doc["metadata"]["component"]["bom-ref"] = new
+    for dependency in doc.get("dependencies", []) if old else []:
+        if dependency.get("ref") == old:
+            dependency["ref"] = new
+        if old in dependency.get("dependsOn", []):
+            dependency["dependsOn"] = [new if ref == old else ref for ref in dependency["dependsOn"]]
+
+
 def join_cyclonedx(
     bom: Document,
     contents: LockContents | None,
@@ -368,13 +377,14 @@ def join_cyclonedx(
     organization: str | None = None,
 ) -> Document:
     """syft's CycloneDX BOM, bound to the image's digest and joined with the lock (when given)."""
-    doc = copy.deepcopy(bom)
+    doc = copy_of(bom)
     metadata = doc.setdefault("metadata", {})
     tools = metadata.setdefault("tools", {}).setdefault("components", [])
     tools.append({"type": "application", "name": TOOL_NAME, "version": __version__})
     if organization:
         metadata["supplier"] = {"name": organization}
     root = metadata.setdefault("component", {"type": "container", "name": name})
+    _rename_ref(doc, str(root.get("bom-ref", "")), f"{PREFIX}image")  # syft's is a hash of its own source ID
     root["hashes"] = _hashes(facts.manifest_digest.removeprefix("sha256:"))
     root["purl"] = oci_purl(name, facts.manifest_digest, facts.architecture)
     pairs: list[tuple[str, str | None]] = [

@@ -106,6 +106,81 @@ def assemble(
     return Sboms(digest, dumps(spdx), dumps(cyclonedx), packages, locked)
 
 
+def syft_config_bytes(site: Site) -> bytes:
+    """The syft configuration scans run with: the site's file, else builder's default."""
+    return site.syft_config.read_bytes() if site.syft_config is not None else DEFAULT_SYFT_CONFIG.encode()
+
+
+def scan_image(
+    ref: ImageRef,
+    *,
+    site: Site,
+    name: str,
+    platform: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Scan, str | None]:
+    """syft's documents for `ref`, and the manifest digest they must be bound to (known for a
+    layout; a registry digest may name a multi-platform index)."""
+    say = progress or (lambda _: None)
+    with tempfile.TemporaryDirectory(prefix="builder-sbom-") as temporary:
+        work = Path(temporary)
+        expected, layout = ref.digest, None
+        if ref.kind == "oci":
+            chosen = single_image_layout(ref, work / "layout")
+            expected, layout = chosen.digest, chosen.layout
+        config = work / "syft.yaml"
+        config.write_bytes(syft_config_bytes(site))
+        # Registry scans pick the lock's platform from a multi-platform image; a layout holds one image.
+        version = expected or ref.tag or "unknown"
+        argv = syft_argv(
+            syft_binary(), syft_source(ref, layout), work, name=name, version=version, config=config,
+            platform=platform if ref.kind == "registry" else None,
+        )  # fmt: skip
+        env = syft_env(os.environ if environ is None else environ, work / "cache", plain_http=ref.plain_http)
+        say(f"scanning {ref.text} with syft")
+        return run_syft(argv, env, work, ref.text), expected if ref.kind == "oci" else None
+
+
+def scan_name(ref: ImageRef, contents: LockContents | None) -> str:
+    """The source name in the SBOM: the stack, else the repository or the layout's tag."""
+    if contents is not None:
+        return contents.stack
+    layout_tag = None
+    if ref.kind == "oci" and ref.layout is not None and ref.tag is None:
+        with tempfile.TemporaryDirectory(prefix="builder-sbom-") as temporary:
+            layout_tag = single_image_layout(ref, Path(temporary) / "layout").tag
+    return default_name(ref, layout_tag)
+
+
+def write_sboms(
+    scan: Scan,
+    ref: ImageRef,
+    out_dir: Path,
+    *,
+    contents: LockContents | None,
+    site: Site,
+    name: str,
+    expected_digest: str | None = None,
+    source_date_epoch: int | None = None,
+) -> SbomResult:
+    """Both SBOMs from syft's documents (see `assemble`), written atomically into `out_dir`."""
+    sboms = assemble(
+        scan, contents, site, what=ref.text, name=name, source_date_epoch=source_date_epoch,
+        expected_digest=expected_digest,
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for file_name, text, fmt in (
+        (SPDX_FILE, sboms.spdx, "spdx-json 2.3"),
+        (CYCLONEDX_FILE, sboms.cyclonedx, "cyclonedx-json 1.6"),
+    ):
+        path = out_dir / file_name
+        write_atomic_bytes(path, text.encode(), mode=0o644)  # an SBOM is for anyone who can see the image
+        files.append(SbomFile(fmt, path, "sha256:" + hashlib.sha256(text.encode()).hexdigest()))
+    return SbomResult(ref.text, sboms.digest, files[0], files[1], sboms.packages, sboms.locked)
+
+
 def make_sboms(
     image: str | ImageRef,
     out_dir: Path,
@@ -124,39 +199,10 @@ def make_sboms(
     the SBOM (default: the stack, else the repository or layout tag)."""
     ref = parse_image(image) if isinstance(image, str) else image
     site = site or Site.default()
-    binary = syft_binary()
-    say = progress or (lambda _: None)
-    with tempfile.TemporaryDirectory(prefix="builder-sbom-") as temporary:
-        work = Path(temporary)
-        expected, layout, layout_tag = ref.digest, None, None
-        if ref.kind == "oci":
-            chosen = single_image_layout(ref, work / "layout")
-            expected, layout, layout_tag = chosen.digest, chosen.layout, chosen.tag
-        name = name or (contents.stack if contents is not None else default_name(ref, layout_tag))
-        config = site.syft_config
-        if config is None:
-            config = work / "syft.yaml"
-            config.write_text(DEFAULT_SYFT_CONFIG)
-        # Registry scans pick the lock's platform from a multi-platform image; a layout holds one image.
-        platform = contents.platform if contents is not None and ref.kind == "registry" else None
-        version = expected or ref.tag or "unknown"
-        argv = syft_argv(
-            binary, syft_source(ref, layout), work, name=name, version=version, config=config, platform=platform
-        )
-        env = syft_env(os.environ if environ is None else environ, work / "cache", plain_http=ref.plain_http)
-        say(f"scanning {ref.text} with syft")
-        scan = run_syft(argv, env, work, ref.text)
-    sboms = assemble(
-        scan, contents, site, what=ref.text, name=name, source_date_epoch=source_date_epoch,
-        expected_digest=expected if ref.kind == "oci" else None,  # a registry digest may name a multi-platform index
+    name = name or scan_name(ref, contents)
+    platform = contents.platform if contents is not None else None
+    scan, expected = scan_image(ref, site=site, name=name, platform=platform, environ=environ, progress=progress)
+    return write_sboms(
+        scan, ref, out_dir, contents=contents, site=site, name=name, expected_digest=expected,
+        source_date_epoch=source_date_epoch,
     )  # fmt: skip
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for file_name, text, fmt in (
-        (SPDX_FILE, sboms.spdx, "spdx-json 2.3"),
-        (CYCLONEDX_FILE, sboms.cyclonedx, "cyclonedx-json 1.6"),
-    ):
-        path = out_dir / file_name
-        write_atomic_bytes(path, text.encode(), mode=0o644)  # an SBOM is for anyone who can see the image
-        files.append(SbomFile(fmt, path, "sha256:" + hashlib.sha256(text.encode()).hexdigest()))
-    return SbomResult(ref.text, sboms.digest, files[0], files[1], sboms.packages, sboms.locked)

@@ -188,6 +188,12 @@ class HttpClient:
         self._send(url, {}, sink=digest.update, follow=True)  # files may live on another host (a CDN)
         return digest.hexdigest()
 
+    def stream(self, url: str, headers: dict[str, str], sink: Callable[[bytes], object]) -> None:
+        """GET a large body chunk by chunk into `sink`, uncached (image layers); an error status raises."""
+        if self.offline:
+            raise UpstreamUnavailable(f"{url}: --offline forbids fetching it")
+        self._send(url, headers, sink=sink, follow=True)
+
     def request(
         self, method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None
     ) -> Response:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -111,6 +112,8 @@ class Store(Protocol):
 
     def blob(self, digest: str) -> bytes: ...
 
+    def blob_into(self, digest: str, sink: Callable[[bytes], object]) -> None: ...
+
     def put_blob(self, data: bytes) -> str: ...
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str: ...
@@ -180,6 +183,22 @@ class RegistryStore:
         if _digest(response.body) != digest:
             raise CheckFailed(f"{url}: the blob's content does not match its digest")
         return response.body
+
+    def blob_into(self, digest: str, sink: Callable[[bytes], object]) -> None:
+        """A (large) blob chunk by chunk into `sink`, checked against its digest at the end."""
+        url = f"{self.base}/blobs/{digest}"
+        head = self._send("HEAD", url, {})  # settles the token, so the streamed GET is authorized
+        if head.status >= 400:
+            raise HttpError(url, f"HTTP {head.status}", head.status)
+        hashed = hashlib.sha256()
+
+        def both(chunk: bytes) -> None:
+            hashed.update(chunk)
+            sink(chunk)
+
+        self.http.stream(url, self._auth("pull"), both)
+        if "sha256:" + hashed.hexdigest() != digest:
+            raise CheckFailed(f"{url}: the blob's content does not match its digest")
 
     def put_blob(self, data: bytes) -> str:
         digest = _digest(data)
@@ -276,6 +295,19 @@ class LayoutStore:
         if _digest(data) != digest:
             raise CheckFailed(f"{path}: its content does not match its digest")
         return data
+
+    def blob_into(self, digest: str, sink: Callable[[bytes], object]) -> None:
+        path = self.path / "blobs" / "sha256" / digest.removeprefix("sha256:")
+        hashed = hashlib.sha256()
+        try:
+            with path.open("rb") as blob:
+                while chunk := blob.read(1 << 20):
+                    hashed.update(chunk)
+                    sink(chunk)
+        except FileNotFoundError:
+            raise CheckFailed(f"oci:{self.path} has no blob {digest}") from None
+        if "sha256:" + hashed.hexdigest() != digest:
+            raise CheckFailed(f"{path}: its content does not match its digest")
 
     def put_blob(self, data: bytes) -> str:
         digest = _digest(data)
