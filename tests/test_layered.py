@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from builder.errors import CheckFailed
 from builder.render.files import app_stage_files
 from builder.sbom import layered
 from builder.sbom.layered import AppStage, Entry, NotReusable
@@ -145,8 +146,10 @@ def test_a_large_layer_where_the_app_stage_should_be_is_not_downloaded(tmp_path:
 def test_app_files_that_replace_or_pass_through_lower_paths_collide() -> None:
     lower: dict[str, str] = {}
     layered.apply_layer(lower, [Entry("/etc/os-release", "file"), Entry("/srv", "link"), Entry("/var/x/y", "file")])
-    layered.apply_layer(lower, [Entry("/var", "opaque"), Entry("/tmp", "dir")])
-    assert lower == {"/etc/os-release": "file", "/srv": "link", "/tmp": "dir"}
+    layered.apply_layer(lower, [Entry("/var/z", "file"), Entry("/var", "opaque"), Entry("/tmp", "dir")])
+    assert lower == {"/etc/os-release": "file", "/srv": "link", "/tmp": "dir", "/var/z": "file"}
+    layered.apply_layer(lower, [Entry("/var/z", "whiteout")])
+    assert "/var/z" not in lower
     assert layered.collisions(APP, lower) == []
     assert layered.collisions(AppStage({"/etc/os-release": b"ID=mine\n"}), lower) == ["/etc/os-release"]
     assert layered.collisions(AppStage({"/srv/app.py": b""}), lower) == ["/srv"]
@@ -247,3 +250,19 @@ def test_the_app_stage_files_are_where_the_copy_steps_put_them(tmp_path: Path) -
         "/opt/builder/smoke",
         "/work",
     }
+
+
+def test_an_image_that_is_not_one_platforms_image_is_scanned_in_full(tmp_path: Path) -> None:
+    store, digest = layout_image(tmp_path, [BASE])
+    manifest = json.loads(store.blob(digest))
+    config = store.path / "blobs" / "sha256" / manifest["config"]["digest"].removeprefix("sha256:")
+    config.write_bytes(b"not json")
+    with pytest.raises(CheckFailed, match="content does not match its digest"):
+        layered.read_image(store, digest)  # a blob that is not what its digest says is refused first
+    bad = store.put_blob(b"not json")
+    manifest["config"]["digest"] = bad
+    index = store.put_blob(json.dumps(manifest).encode())
+    with pytest.raises(NotReusable, match="not one platform's image"):
+        layered.read_image(store, index)
+    with pytest.raises(NotReusable, match="not where it was pushed"):
+        layered.read_image(store, "sha256:" + "0" * 64)

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -40,7 +40,9 @@ from builder import __version__
 from builder.errors import BuilderError
 from builder.fsutil import default_cache_dir, write_atomic_bytes
 from builder.sbom.syft import Scan, run_syft, syft_argv, syft_env
-from builder.upstream.images import Store
+
+if TYPE_CHECKING:
+    from builder.upstream.images import Store
 
 RECORD_FORMAT = "1"
 GZIP_LAYERS = {
@@ -102,9 +104,12 @@ def read_image(store: Store, digest: str) -> Image:
     found = store.manifest(digest)
     if found is None:
         raise NotReusable(f"the image {digest} is not where it was pushed")
-    manifest = json.loads(found[0])
-    config_digest = str(manifest.get("config", {}).get("digest", ""))
-    config = json.loads(store.blob(config_digest))
+    try:
+        manifest = json.loads(found[0])
+        config_digest = str(manifest.get("config", {}).get("digest", ""))
+        config = json.loads(store.blob(config_digest))
+    except (ValueError, AttributeError):
+        raise NotReusable(f"{digest} is not one platform's image with a JSON config") from None
     image = Image(digest, config_digest, config, [dict(layer) for layer in manifest.get("layers", [])])
     if len(image.diff_ids) != len(image.layers):
         raise NotReusable(f"{digest}: its config lists {len(image.diff_ids)} layers, its manifest {len(image.layers)}")
@@ -184,7 +189,8 @@ def app_layer_count(top_down: Iterator[list[Entry]], app: AppStage) -> int:
 
 
 def apply_layer(paths: dict[str, str], entries: list[Entry]) -> None:
-    """The squashed view of `paths` (path -> kind) after a layer on top."""
+    """The squashed view of `paths` (path -> kind) after a layer on top: its deletions apply to
+    the layers below it, wherever they sit in its tar, then its own entries are added."""
     for entry in entries:
         if entry.kind in ("whiteout", "opaque"):
             prefix = entry.path.rstrip("/") + "/"
@@ -192,8 +198,7 @@ def apply_layer(paths: dict[str, str], entries: list[Entry]) -> None:
                 del paths[path]
             if entry.kind == "whiteout":
                 paths.pop(entry.path, None)
-        else:
-            paths[entry.path] = entry.kind
+    paths.update((entry.path, entry.kind) for entry in entries if entry.kind not in ("whiteout", "opaque"))
 
 
 def collisions(app: AppStage, lower: Mapping[str, str]) -> list[str]:
