@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from builder.errors import CheckFailed
+from builder.errors import CheckFailed, ToolFailed
 from builder.render.files import app_stage_files
 from builder.sbom import layered
 from builder.sbom.layered import AppStage, Entry, NotReusable
@@ -229,6 +229,12 @@ def test_reuse_needs_a_record_no_collision_and_no_package_in_the_app_files(
         layered.reusable_scan(store, image, APP, b"config", lambda: 1)
     with pytest.raises(NotReusable, match="no earlier scan to re-use"):
         layered.reusable_scan(store, image, APP, b"config", lambda: -1)
+
+    def syft_fails() -> int:
+        raise ToolFailed("syft could not scan the app files (exit 1): boom")
+
+    with pytest.raises(NotReusable, match="boom"):
+        layered.reusable_scan(store, image, APP, b"config", syft_fails)
 
 
 def test_the_app_stage_files_are_where_the_copy_steps_put_them(tmp_path: Path) -> None:

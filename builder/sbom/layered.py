@@ -340,7 +340,7 @@ def reusable_scan(
         raise NotReusable(f"the app stage replaces {clashes[0]} of the layers below")
     try:
         found = app_packages()
-    except BuilderError as error:
+    except (BuilderError, OSError) as error:
         raise NotReusable(f"syft could not scan the app files ({error})") from None
     if found < 0:
         raise NotReusable("there was no earlier scan to re-use when the build started")
