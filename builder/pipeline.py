@@ -340,10 +340,10 @@ def _build_targets(
 
 def app_stage(catalogue: Catalogue, stack: Stack, plan: Plan, lock: Lock) -> Any:
     """What the app stage of `plan`'s image adds (builder.sbom.layered.AppStage)."""
-    from builder.render.files import app_stage_files, render_files
+    from builder.render.files import app_context_files, app_stage_files
     from builder.sbom.layered import AppStage
 
-    files = app_stage_files(catalogue, stack, render_files(plan, catalogue, stack, lock))
+    files = app_stage_files(catalogue, stack, app_context_files(plan, catalogue, stack, lock))
     return AppStage(files, stack.app.workdir if stack.app else None)
 
 

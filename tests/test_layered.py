@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from builder.errors import CheckFailed, ToolFailed
+from builder.errors import CheckFailed, HttpError, ToolFailed
 from builder.render.files import app_stage_files
 from builder.sbom import layered
 from builder.sbom.layered import AppStage, Entry, NotReusable
 from builder.sbom.syft import Scan
-from builder.upstream.images import LayoutStore
+from builder.upstream.http import HttpClient
+from builder.upstream.images import LayoutStore, RegistryStore
 
 APP = AppStage({"/app/serve.py": b"print('hi')\n", "/opt/builder/smoke/runner.py": b"# runner\n"}, "/app")
 
@@ -272,3 +275,49 @@ def test_an_image_that_is_not_one_platforms_image_is_scanned_in_full(tmp_path: P
         layered.read_image(store, index)
     with pytest.raises(NotReusable, match="not where it was pushed"):
         layered.read_image(store, "sha256:" + "0" * 64)
+
+
+class _LyingRegistry(http.server.BaseHTTPRequestHandler):
+    """Serves any blob as other bytes than its digest names, cuts one short, fails another."""
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = b"not the layer you asked for"
+        if self.path.endswith("0" * 64):
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + (100 if self.path.endswith("1" * 64) else 0)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_a_registry_that_lies_about_a_layer_is_refused_by_name() -> None:
+    """A layer read for the record or the reuse goes through the digest check: a registry serving
+    other bytes, a body cut short or a failure names the URL (prove then scans in full)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LyingRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = HttpClient()
+    try:
+        store = RegistryStore(client, f"127.0.0.1:{server.server_port}", "team/app", plain=True)
+        layer = {"digest": "sha256:" + "2" * 64, "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip"}
+        with pytest.raises(CheckFailed, match=r"/v2/team/app/blobs/sha256:2+: the blob's content does not match"):
+            layered.read_layer(store, layer, hash_files=True)
+        with pytest.raises(HttpError, match=r"truncated response \(the connection closed mid-body\)"):
+            store.blob_into("sha256:" + "1" * 64, lambda _: None)
+        with pytest.raises(HttpError, match="HTTP 500"):
+            store.blob_into("sha256:" + "0" * 64, lambda _: None)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()

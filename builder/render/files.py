@@ -227,9 +227,16 @@ def render_files(
         files[f"builders/{builder.recipe}/build-requirements.txt"] = "".join(
             f"{r.line()}\n" for r in builder.build_requirements
         ).encode()
-    # Every image carries its own smoke test: the runner and the spec it was rendered with.
-    files[SMOKE_RUNNER] = RUNNER.read_bytes()
-    files[SMOKE_SPEC] = (json.dumps(smoke_spec(stack, plan, lock), indent=2, sort_keys=True) + "\n").encode()
+    return {**files, **app_context_files(plan, catalogue, stack, lock)}
+
+
+def app_context_files(plan: Plan, catalogue: Catalogue, stack: Stack, lock: Lock) -> dict[str, bytes]:
+    """The context files the app stage copies into the image: every image carries its own smoke
+    test (the runner and the spec it was rendered with), then the stack's app files."""
+    files = {
+        SMOKE_RUNNER: RUNNER.read_bytes(),
+        SMOKE_SPEC: (json.dumps(smoke_spec(stack, plan, lock), indent=2, sort_keys=True) + "\n").encode(),
+    }
     for item in _app_files(catalogue, stack):
         if item.source.is_dir():
             for path in sorted(p for p in item.source.rglob("*") if p.is_file()):

@@ -98,12 +98,23 @@ class LayoutImage:
     tag: str | None
 
 
+def layout_descriptor(ref: ImageRef) -> dict[str, Any]:
+    """The descriptor of the image `ref` chooses in its layout's index."""
+    assert ref.layout is not None
+    index = _read_json(ref.layout / "index.json", "OCI image index")
+    return choose_manifest(index, ref.tag, f"oci:{ref.layout}", ref.digest)
+
+
+def descriptor_tag(descriptor: dict[str, Any]) -> str | None:
+    tag = descriptor.get("annotations", {}).get(REF_NAME)
+    return tag if isinstance(tag, str) else None
+
+
 def single_image_layout(ref: ImageRef, into: Path) -> LayoutImage:
     """A layout at `into` that holds only the chosen image of `ref`'s layout (its blobs are the
     original's, linked): its path, the image's manifest digest and tag."""
     assert ref.layout is not None
-    index = _read_json(ref.layout / "index.json", "OCI image index")
-    descriptor = choose_manifest(index, ref.tag, f"oci:{ref.layout}", ref.digest)
+    descriptor = layout_descriptor(ref)
     digest = str(descriptor["digest"])
     blob = ref.layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
     if not blob.is_file():
@@ -112,5 +123,4 @@ def single_image_layout(ref: ImageRef, into: Path) -> LayoutImage:
     (into / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}\n')
     (into / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [descriptor]}) + "\n")
     (into / "blobs").symlink_to((ref.layout / "blobs").resolve(), target_is_directory=True)
-    tag = descriptor.get("annotations", {}).get(REF_NAME)
-    return LayoutImage(into, digest, tag if isinstance(tag, str) else None)
+    return LayoutImage(into, digest, descriptor_tag(descriptor))

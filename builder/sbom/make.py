@@ -15,7 +15,7 @@ from builder.errors import SbomIncomplete, ToolFailed
 from builder.fsutil import write_atomic_bytes
 from builder.sbom.completeness import missing_packages
 from builder.sbom.contents import LockContents
-from builder.sbom.image import default_name, single_image_layout, syft_source
+from builder.sbom.image import default_name, descriptor_tag, layout_descriptor, single_image_layout, syft_source
 from builder.sbom.join import found_python_packages, image_package_count, join_cyclonedx, join_spdx
 from builder.sbom.normalize import dumps, normalize_cyclonedx, normalize_spdx, sbom_time
 from builder.sbom.policy import DEFAULT_SYFT_CONFIG, Site
@@ -146,10 +146,7 @@ def scan_name(ref: ImageRef, contents: LockContents | None) -> str:
     """The source name in the SBOM: the stack, else the repository or the layout's tag."""
     if contents is not None:
         return contents.stack
-    layout_tag = None
-    if ref.kind == "oci" and ref.layout is not None and ref.tag is None:
-        with tempfile.TemporaryDirectory(prefix="builder-sbom-") as temporary:
-            layout_tag = single_image_layout(ref, Path(temporary) / "layout").tag
+    layout_tag = descriptor_tag(layout_descriptor(ref)) if ref.kind == "oci" and ref.tag is None else None
     return default_name(ref, layout_tag)
 
 

@@ -287,14 +287,9 @@ class LayoutStore:
         return data, str(media_type)
 
     def blob(self, digest: str) -> bytes:
-        path = self.path / "blobs" / "sha256" / digest.removeprefix("sha256:")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CheckFailed(f"oci:{self.path} has no blob {digest}") from None
-        if _digest(data) != digest:
-            raise CheckFailed(f"{path}: its content does not match its digest")
-        return data
+        chunks: list[bytes] = []
+        self.blob_into(digest, chunks.append)
+        return b"".join(chunks)
 
     def blob_into(self, digest: str, sink: Callable[[bytes], object]) -> None:
         path = self.path / "blobs" / "sha256" / digest.removeprefix("sha256:")
