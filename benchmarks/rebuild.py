@@ -9,9 +9,12 @@ with the same engine in the same run, and push to the sandbox registry. Scenario
   new runner  engine build cache emptied again (another runner sharing only the wheel cache;
               docker only)
 
-and the image size above the base it runs on (the naive Dockerfile runs on the devel base, as
-seed 001's does). With `--engine buildah` only no-op and app change are measured, after a first
-build of each: emptying buildah's layer cache would empty the machine's shared containers-storage.
+For cold and new runner it also prints how much of build stack's time went into making the
+SBOMs (syft's scan and the join, from result.json's `sbom.seconds`: work the naive build does not
+do) and the rest against the naive build. Then the image size above the base it runs on (the
+naive Dockerfile runs on the devel base, as seed 001's does). With `--engine buildah` only no-op
+and app change are measured, after a first build of each: emptying buildah's layer cache would
+empty the machine's shared containers-storage.
 Needs the sandbox (`tests/sandbox/up` is called) and the engine. The images it made are removed.
 
     python benchmarks/rebuild.py [--engine docker|buildah] [--target standin-amd64/debian12-cu126] [--runs 1] [--json FILE]
@@ -22,6 +25,7 @@ Needs the sandbox (`tests/sandbox/up` is called) and the engine. The images it m
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -33,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,6 +67,27 @@ def timed(action: Callable[[], object]) -> float:
 def image_size(docker: str, reference: str) -> int:
     run([docker, "pull", "--quiet", reference])
     return int(run([docker, "image", "inspect", "--format", "{{.Size}}", reference]).stdout.strip())
+
+
+def measured(
+    times: dict[str, dict[str, list[float]]],
+    sbom_seconds: dict[str, list[float]],
+    result_json: Path,
+    tool: str,
+    scenario: str,
+    action: Callable[[], object],
+) -> None:
+    """Time `action`; for build stack, also how long it took to make the SBOMs where it made them
+    (in the scenarios that cannot keep them from the last build)."""
+    times[tool].setdefault(scenario, []).append(timed(action))
+    if tool == "build stack" and scenario in ("cold", "new runner"):
+        sbom_seconds.setdefault(scenario, []).append(float(json.loads(result_json.read_text())["sbom"]["seconds"]))
+
+
+def image_sizes(docker: str, images: dict[str, str], bases: dict[str, str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Each tool's image size above the base it runs on, and in total."""
+    totals = {tool: image_size(docker, reference) for tool, reference in images.items()}
+    return {tool: totals[tool] - image_size(docker, bases[tool]) for tool in images}, totals
 
 
 def main() -> None:
@@ -127,6 +153,10 @@ def main() -> None:
             serve.write_text(serve.read_text() + f"# edit {time.time_ns()}\n")
 
         times: dict[str, dict[str, list[float]]] = {"build stack": {}, "naive": {}}
+        sbom_seconds: dict[str, list[float]] = {}  # of build stack's time, making the SBOMs (result.json)
+        result_json = work / "out" / "sandbox" / options.target / "result.json"
+        measure = functools.partial(measured, times, sbom_seconds, result_json)
+
         repositories = [f"{registry}/bench-stack", f"{registry}/bench-naive"]
         try:
             for _ in range(options.runs):
@@ -135,37 +165,30 @@ def main() -> None:
                     if options.engine == "docker":
                         prune()
                         shutil.rmtree(work / "cache" / "wheels", ignore_errors=True)
-                        times[tool].setdefault("cold", []).append(timed(action))
+                        measure(tool, "cold", action)
                     else:
                         action()  # buildah's layer cache is shared: warm it instead of emptying it
-                    times[tool].setdefault("no-op", []).append(timed(action))
+                    measure(tool, "no-op", action)
                     touch_app()
-                    times[tool].setdefault("app change", []).append(timed(action))
+                    measure(tool, "app change", action)
                     clean_up(docker, buildah, options.engine, repositories, keep_tagged=True)
                     if options.engine == "docker":
                         prune()
                         new_runner()
-                        times[tool].setdefault("new runner", []).append(timed(action))
+                        measure(tool, "new runner", action)
                     if tool == "build stack":  # read before the naive build's new runner empties out/
                         result = json.loads((work / "out" / "sandbox" / options.target / "result.json").read_text())
 
-            sizes: dict[str, int] | None = None
-            totals: dict[str, int] | None = None
+            sizes, totals = None, None
             if options.engine == "docker":
-                sizes = {
-                    "build stack": image_size(docker, result["image"]["reference"]) - image_size(docker, runtime),
-                    "naive": image_size(docker, naive_tag) - image_size(docker, devel),
-                }
-                totals = {
-                    "build stack": image_size(docker, result["image"]["reference"]),
-                    "naive": image_size(docker, naive_tag),
-                }
+                sizes, totals = image_sizes(docker, {"build stack": result["image"]["reference"], "naive": naive_tag},
+                                            {"build stack": runtime, "naive": devel})  # fmt: skip
         finally:
             clean_up(docker, buildah, options.engine, repositories)
 
     version = f"docker {engine.version} ({engine.mode})" if options.engine == "docker" else "buildah"
     print(f"sandbox stack on {options.target}, {version}, median of {options.runs} run(s)")
-    report(times, sizes, totals)
+    report(times, sizes, totals, sbom_seconds)
     if options.json is not None and sizes is not None and totals is not None:
         figures = {
             "format": "builder-rebuild/1",
@@ -173,15 +196,25 @@ def main() -> None:
             "engine": version,
             "runs": options.runs,
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": {tool: {s: statistics.median(v) for s, v in runs.items()} for tool, runs in times.items()},
+            **medians(times, sbom_seconds),
             "above_base_bytes": sizes,
             "total_bytes": totals,
         }
         options.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+def medians(times: dict[str, dict[str, list[float]]], sbom_seconds: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        "seconds": {tool: {s: statistics.median(v) for s, v in runs.items()} for tool, runs in times.items()},
+        "sbom_seconds": {s: statistics.median(v) for s, v in sbom_seconds.items()},
+    }
+
+
 def report(
-    times: dict[str, dict[str, list[float]]], sizes: dict[str, int] | None, totals: dict[str, int] | None
+    times: dict[str, dict[str, list[float]]],
+    sizes: dict[str, int] | None,
+    totals: dict[str, int] | None,
+    sbom_seconds: dict[str, list[float]],
 ) -> None:
     print(f"{'scenario':<14}{'build stack':>14}{'naive':>12}{'build stack / naive':>22}{'target':>18}")
     for scenario in SCENARIOS:
@@ -193,6 +226,11 @@ def report(
         if scenario == "no-op":
             target += f", <= {NO_OP_SECONDS} s"
         print(f"{scenario:<14}{ours:>12.2f} s{theirs:>10.2f} s{ours / theirs:>21.2f}x{target:>18}")
+        if scenario in sbom_seconds:  # the part of build stack's time the naive build has no counterpart for
+            runs = zip(times["build stack"][scenario], sbom_seconds[scenario], strict=True)
+            rest = statistics.median(total - sbom for total, sbom in runs)
+            print(f"{'  SBOMs':<14}{statistics.median(sbom_seconds[scenario]):>12.2f} s")
+            print(f"{'  the rest':<14}{rest:>12.2f} s{theirs:>10.2f} s{rest / theirs:>21.2f}x")
     if sizes is not None and totals is not None:
         print(
             f"{'above base':<14}{sizes['build stack'] / 1e6:>11.1f} MB{sizes['naive'] / 1e6:>9.1f} MB"

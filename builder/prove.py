@@ -5,6 +5,7 @@ The IO edge that joins builder.sbom and builder.sign; result.json records what w
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -95,6 +96,7 @@ def _make_sboms(
     from builder.sbom.syft import syft_binary
     from builder.upstream.images import open_store
 
+    started = time.monotonic()
     directory = Path(result["context"]).parent
     digest = result["image"]["digest"]
     site = load_site(root)
@@ -130,7 +132,7 @@ def _make_sboms(
     )
     if sboms.digest != digest:
         raise CheckFailed(f"syft scanned {sboms.digest} where the build made {digest}")
-    return {**sboms.to_json(), "scanned": scanned}
+    return {**sboms.to_json(), "scanned": scanned, "seconds": round(time.monotonic() - started, 2)}
 
 
 def _write_provenance(directory: Path, lock: Lock, result: dict[str, Any]) -> dict[str, str]:

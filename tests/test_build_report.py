@@ -115,7 +115,8 @@ def test_a_jetson_roofline_has_one_line_per_power_mode() -> None:
 
 def test_layers_above_the_base_are_named_by_their_stage_and_instruction() -> None:
     layers = figures.dockerfile_layers(GOLDEN_DOCKERFILE.read_text())
-    assert [stage for stage, _ in layers] == ["runtime"] * 2 + ["app"]  # apt, then pip from mounts
+    assert [stage for stage, _ in layers] == ["runtime"] * 3 + ["app"]  # apt, locked wheels, built wheels
+    assert "installing locked wheels" in layers[1][1] and "installing built wheels" in layers[2][1]
     assert layers[-1] == ("app", "COPY smoke/ /opt/builder/smoke/")
     assert layers[0][1].startswith("RUN ") and "--mount" not in layers[0][1]  # flags dropped
     dockerfile = (
@@ -135,18 +136,18 @@ def test_layers_above_the_base_are_named_by_their_stage_and_instruction() -> Non
 
 
 def test_the_size_caption_carries_the_results_numbers_by_stage() -> None:
-    sizes = [30_000_000, 20_000_000, 1_234_567, 8_000_000, 4_096]
+    sizes = [30_000_000, 20_000_000, 1_234_567, 8_000_000, 2_000_000, 4_096]
     result = result_with(sizes, 2)
     inputs = TargetInputs("maie-jetson", "orin-nano-super/jp6.2-cu126", Path("x"), result=result,
                           dockerfile=GOLDEN_DOCKERFILE.read_text())  # fmt: skip
     figure = figures.size_figure(inputs, None)
     assert figure is not None
-    runtime = sum(sizes[2:4])
-    assert figure.by_stage() == [("runtime", runtime, 2), ("app", 4_096, 1)]
+    runtime = sum(sizes[2:5])
+    assert figure.by_stage() == [("runtime", runtime, 3), ("app", 4_096, 1)]
     caption = figure.caption
-    assert f"{sum(sizes) / 1e6:.1f} MB compressed in 5 layers" in caption
+    assert f"{sum(sizes) / 1e6:.1f} MB compressed in 6 layers" in caption
     assert f"is {50.0:.1f} MB in 2 layers and {sum(sizes[2:]) / 1e6:.1f} MB is added" in caption
-    assert f"runtime {runtime / 1e6:.1f} MB in 2 layers; app 0.0 MB in 1 layer" in caption
+    assert f"runtime {runtime / 1e6:.1f} MB in 3 layers; app 0.0 MB in 1 layer" in caption
     assert result["base"]["runtime"] in caption and result["finished"] in caption
     assert png_size(plots.size_plot(figure))[1] > 0
 

@@ -145,6 +145,7 @@ def test_build_push_run_and_rebuild_from_the_wheel_cache(
     digest = first["image"]["digest"]
     assert first["sbom"]["digest"] == digest and first["sbom"]["missing"] == []
     assert first["sbom"]["locked"] >= 2 and Path(first["sbom"]["paths"]["spdx"]).is_file()
+    assert first["sbom"]["scanned"] == "full" and first["sbom"]["seconds"] > 0
     assert first["signature"]["where"] == f"sha256-{digest.removeprefix('sha256:')}.sig"
     assert [a["type"] for a in first["attestations"]] == ["spdxjson", "cyclonedx", "slsaprovenance1"]
     assert "e2e password" not in json.dumps(first)

@@ -84,7 +84,8 @@ class Plan:
     builders: list[BuilderStage]
     waves: list[list[str]]
     runtime: list[Requirement]
-    runtime_key: str
+    locked_key: str  # the locked wheels' install step
+    runtime_key: str  # the built wheels' install step (and the runtime stage as a whole)
     app_key: str
     build_memory_gb: float
     estimated_peak_gb: float
@@ -285,6 +286,7 @@ def make_plan(
         builders=builders,
         waves=[[f"build-{name}" for name in wave] for wave in waves],
         runtime=runtime,
+        locked_key=_key(runtime_image, [r.line() for r in runtime]),
         runtime_key=runtime_key,
         app_key=_key(runtime_key, app),
         build_memory_gb=budget,
