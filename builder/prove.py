@@ -67,7 +67,10 @@ def prove(
         progress(f"SBOMs of {digest[:19]}...: unchanged since they were made, kept ({reused['paths']['spdx']})")
         result = {**result, "sbom": reused}
     else:
-        made = _make_sboms(root, result, ref, plan, lock, progress, http, app, app_packages)
+        from builder.sbom.make import without_gc
+
+        with without_gc():
+            made = _make_sboms(root, result, ref, plan, lock, progress, http, app, app_packages)
         result = {**result, "sbom": {**made, "key": key_for_sboms}}
     result = {**result, "provenance": _write_provenance(Path(result["context"]).parent, lock, result)}
     if key is None:

@@ -118,6 +118,9 @@ def test_tagging_pushing_insecurely_and_oci_layouts() -> None:
 Table = dict[tuple[str, ...], tuple[int, str]]
 
 
+VERSIONS = "{{.Server.Version}} {{.Client.Version}}"  # one call for both
+
+
 def answers(table: Table) -> Callable[[Sequence[str]], Completed]:
     def run(argv: Sequence[str]) -> Completed:
         code, out = table.get(tuple(argv), (127, ""))
@@ -129,10 +132,8 @@ def answers(table: Table) -> Callable[[Sequence[str]], Completed]:
 def test_docker_detection_copes_with_a_client_that_needs_buildx() -> None:
     new, old = "/usr/local/bin/docker", "/usr/bin/docker"
     table: Table = {
-        (new, "version", "--format", "{{.Server.Version}}"): (0, "20.10.24\n"),
-        (new, "version", "--format", "{{.Client.Version}}"): (0, "28.2.2\n"),
-        (old, "version", "--format", "{{.Server.Version}}"): (0, "20.10.24+dfsg1\n"),
-        (old, "version", "--format", "{{.Client.Version}}"): (0, "20.10.24+dfsg1\n"),
+        (new, "version", "--format", VERSIONS): (0, "20.10.24 28.2.2\n"),
+        (old, "version", "--format", VERSIONS): (0, "20.10.24+dfsg1 20.10.24+dfsg1\n"),
     }
     chosen = detect_docker([new, old], answers(table))
     assert chosen == Docker(old, Version("20.10.24"), "builtin")
@@ -148,7 +149,7 @@ def test_docker_detection_copes_with_a_client_that_needs_buildx() -> None:
 
 def test_docker_without_a_daemon_and_too_old() -> None:
     assert str(detect_docker(["/d"], answers({}))).startswith("/d: no daemon answers")
-    old: Table = {("/d", "version", "--format", "{{.Server.Version}}"): (0, "19.03.1")}
+    old: Table = {("/d", "version", "--format", VERSIONS): (0, "19.03.1 19.03.1")}
     assert detect_docker(["/d"], answers(old)) == "/d: daemon 19.03.1 is older than 20.10"
 
 
@@ -273,8 +274,7 @@ def test_builder_needs_docker_with_buildx_and_the_builder(monkeypatch: pytest.Mo
     new = "/usr/local/bin/docker"
     monkeypatch.setattr("builder.build.engines.docker_clients", lambda: [new])
     table: Table = {
-        (new, "version", "--format", "{{.Server.Version}}"): (0, "20.10.24\n"),
-        (new, "version", "--format", "{{.Client.Version}}"): (0, "20.10.24\n"),
+        (new, "version", "--format", VERSIONS): (0, "20.10.24 20.10.24\n"),
     }
     with pytest.raises(UpstreamUnavailable) as caught:
         select_engine("auto", answers(table), builder="fleet")

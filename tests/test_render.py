@@ -334,6 +334,14 @@ def test_builders_mount_the_wheels_they_need_whether_built_or_cached(locked: Pat
         lint = subprocess.run(["hadolint", *ignores, str(tmp_path / "Dockerfile")], capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout
     assert f"COPY --from={first.name} {wheels}.sha256 /tmp/after/" in stage(built, "build-waits")
+    # The runtime stage: apt and venv, the locked wheels (no wheel mounted, so they need no source
+    # build), then every built wheel in one step.
+    runtime = stage(built, "runtime")
+    steps = re.findall(r"^RUN .*?(?=^\S|\Z)", runtime, re.M | re.S)
+    assert len(steps) == 3 and "/wheels" not in steps[1] and "runtime-requirements.txt" in steps[1]
+    for builder in plan.builders:
+        assert f"--mount=type=bind,from=wheels-{builder.recipe},source=/wheels/{builder.recipe}," in steps[2]
+        assert f"pip install --no-cache-dir --no-index --no-deps /wheels/{builder.recipe}/*.whl" in steps[2]
     assert "/tmp/after/" not in cached and f"AS {first.name}" not in cached  # nothing to wait for
 
 

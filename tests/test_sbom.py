@@ -8,6 +8,7 @@ outputs with spdx-tools and cyclonedx-python-lib, and scan through a real regist
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from builder.sbom.completeness import missing_packages
 from builder.sbom.contents import LockContents, clean_url, lock_contents
 from builder.sbom.image import choose_manifest, default_name, syft_source
 from builder.sbom.join import found_python_packages, join_cyclonedx, join_spdx, oci_purl, pypi_purl, with_qualifier
-from builder.sbom.make import assemble
+from builder.sbom.make import assemble, without_gc
 from builder.sbom.normalize import EPOCH, normalize_cyclonedx, normalize_spdx, sbom_time
 from builder.sbom.policy import DEFAULT_SYFT_CONFIG, SbomPolicy, Site, load_site
 from builder.sbom.syft import OUTPUTS, Scan, image_facts, run_syft, syft_argv, syft_binary, syft_env
@@ -721,3 +722,18 @@ def test_sbom_of_a_registry_image_by_digest_and_tag(locked: Path, tmp_path: Path
     assert tree(tmp_path / "d") == tree(tmp_path / "m") == tree(tmp_path / "oci")
     for path in (tmp_path / "t").iterdir():
         assert registry.address not in path.read_text()
+
+
+def test_the_cycle_collector_pauses_only_while_sboms_are_made() -> None:
+    assert gc.isenabled()
+    with pytest.raises(ToolFailed), without_gc():
+        assert not gc.isenabled()
+        raise ToolFailed("syft failed")
+    assert gc.isenabled()  # back on after a failure
+    gc.disable()
+    try:
+        with without_gc():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
