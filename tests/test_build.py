@@ -58,6 +58,8 @@ RUNNER = textwrap.dedent(
     from pathlib import Path
     from builder.process import LoggedCommand, run_logged, run_logged_together
     from builder.cli import main
+    from builder.cli.interrupts import hand_to_main
+    hand_to_main()  # as builder's entry point does: Ctrl-C works even where SIGINT came in ignored (nohup &)
     argv, log = sys.argv[2:], Path(sys.argv[1])
     try:
         run_logged(argv, {"PATH": "/usr/bin:/bin"}, log, "build-x", print)
